@@ -251,3 +251,62 @@ def config(gin_files, gin_params=()):
     yield
   finally:
     gin.clear_config(clear_constants=True)
+
+
+def greedy_decode_and_rescore(vocab_size, inputs, decode_length):
+  """Greedy incremental decoding, and the full-pass argmax of its output.
+
+  Builds one graph in which the configured Bitransformer decodes `inputs`
+  greedily (Mesh-TF's incremental decoding: one position per step, layer
+  states carried between steps), then runs the ordinary teacher-forced pass
+  on the decoded sequence. With the same weights, every decoded token must be
+  the argmax of the full pass at its position: a layer whose incremental
+  mode disagrees with its full mode breaks the equality.
+
+  Args:
+    vocab_size: vocabulary size.
+    inputs: int array [batch, input_length].
+    decode_length: number of target positions to decode.
+
+  Returns:
+    (decoded ids [batch, decode_length], full-pass argmax ids, same shape).
+  """
+  mesh_shape, layout_rules = mesh_and_layout()
+  tf_graph = tf.Graph()
+  batch, in_len = inputs.shape
+  with tf_graph.as_default():
+    mtf_graph = mtf.Graph()
+    mesh = mtf.Mesh(mtf_graph, "my_mesh")
+    model = build_model(vocab_size, mesh_shape, layout_rules)
+    batch_dim = mtf.Dimension("batch", batch)
+    tf_inputs = tf.constant(inputs.astype("int32"))
+    mtf_inputs = mtf.import_fully_replicated(
+        mesh, tf_inputs, mtf.Shape([batch_dim,
+                                    mtf.Dimension("length", in_len)]))
+    dtype = mtf_utils.get_variable_dtype()
+    decoded = model.decode(
+        mtf_inputs,
+        variable_dtype=dtype,
+        beam_size=1,
+        temperature=0.0,
+        max_decode_length=decode_length)
+    logits, _ = model.call_simple(
+        inputs=mtf_inputs,
+        targets=decoded,
+        compute_loss=False,
+        mode="eval",
+        variable_dtype=dtype)
+    rescored = mtf.argmax(logits, logits.shape.dims[-1])
+    mesh_impl = mtf.placement_mesh_impl.PlacementMeshImpl(
+        mesh_shape, layout_rules, [""] * mesh_shape.size)
+    lowering = mtf.Lowering(mtf_graph, {mesh: mesh_impl})
+    out = [
+        lowering.export_to_tf_tensor(decoded),
+        lowering.export_to_tf_tensor(rescored)
+    ]
+    with tf.Session() as sess:
+      sess.run(
+          [tf.global_variables_initializer(),
+           tf.local_variables_initializer()])
+      sess.run(lowering.copy_masters_to_slices())
+      return sess.run(out)

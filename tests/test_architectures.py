@@ -1,0 +1,106 @@
+"""Every architecture in gin/arch/ builds, trains, decodes and matches Table 1.
+
+Parametrized over `mtf_arch.registry.architectures()`, i.e. over the files
+in gin/arch/: a new architecture is tested by adding its gin file.
+"""
+
+import numpy as np
+import pytest
+
+from mtf_arch import graph
+from mtf_arch import registry
+from tests import paper
+
+ARCHS = registry.architectures()
+SEQ = {"inputs": 64, "targets": 14}
+BATCH = 8
+
+
+def _files(arch, mesh="cpu_1", size="size/test.gin"):
+  return [
+      ARCHS[arch].gin_file, size,
+      "mesh/%s.gin" % mesh, "run/pretrain.gin", "run/cpu_quick.gin"
+  ]
+
+
+def _table1_rows():
+  for name, arch in sorted(ARCHS.items()):
+    for size in arch.sizes:
+      yield name, size
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHS))
+def test_header_names_a_table1_row(arch):
+  info = ARCHS[arch]
+  table = paper.table1_params(info.paper_model)
+  assert table, "%s: paper-model %r is not in Table 1" % (arch,
+                                                          info.paper_model)
+  assert sorted(info.sizes) == sorted(table), (arch, info.sizes, sorted(table))
+
+
+@pytest.mark.parametrize("arch,size", list(_table1_rows()))
+def test_params_match_table1(arch, size):
+  """Within 5% of Table 1, or the gap the arch file documents (+-1 point)."""
+  files = [
+      ARCHS[arch].gin_file,
+      registry.size_file(arch, size), "mesh/cpu_1.gin", "run/pretrain.gin"
+  ]
+  with graph.config(files):
+    counted = graph.ModelGraph(graph.T5_VOCAB_SIZE, 1, {
+        "inputs": 512,
+        "targets": 114
+    }).num_params()
+  paper_count = paper.table1_params(ARCHS[arch].paper_model)[size]
+  gap = 100.0 * (counted - paper_count) / paper_count
+  documented = ARCHS[arch].param_gaps.get(size)
+  if documented is None:
+    assert abs(gap) < 5.0, "%s %s: %d vs %g (%+.1f%%)" % (arch, size, counted,
+                                                          paper_count, gap)
+  else:
+    assert abs(gap - documented[0]) < 1.0, (arch, size, gap, documented)
+    assert documented[1], "%s %s: a param-gap needs its reason" % (arch, size)
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHS))
+def test_trains_on_offline_task(arch, batch_fn, offline_vocab_size):
+  batches = batch_fn(40, BATCH, SEQ)
+  with graph.config(_files(arch), ["dropout_rate = 0.0"]):
+    g = graph.ModelGraph(offline_vocab_size, BATCH, SEQ)
+    losses, _ = graph.train_losses(g, batches, learning_rate=0.01)
+  assert all(np.isfinite(losses)), losses
+  first, last = np.mean(losses[:5]), np.mean(losses[-5:])
+  assert last < first - 1.0, (arch, first, last)
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHS))
+def test_model_parallel_2_matches_1(arch, batch_fn, offline_vocab_size):
+  """Same data and initial values on model:1 and on model:2 over two real CPU
+  devices: losses agree to rtol 1e-5 over three steps."""
+  batches = batch_fn(3, BATCH, SEQ)
+  with graph.config(_files(arch), ["dropout_rate = 0.0"]):
+    losses1, init = graph.train_losses(
+        graph.ModelGraph(offline_vocab_size, BATCH, SEQ), batches)
+  with graph.config(_files(arch, "cpu_2"), ["dropout_rate = 0.0"]):
+    losses2, _ = graph.train_losses(
+        graph.ModelGraph(offline_vocab_size, BATCH, SEQ),
+        batches,
+        num_devices=2,
+        init_values=init)
+  np.testing.assert_allclose(losses2, losses1, rtol=1e-5)
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHS))
+def test_incremental_decoding_matches_full_pass(arch, batch_fn,
+                                                offline_vocab_size):
+  inputs = batch_fn(1, 4, SEQ)[0]["inputs"]
+  with graph.config(_files(arch), ["dropout_rate = 0.0"]):
+    decoded, rescored = graph.greedy_decode_and_rescore(offline_vocab_size,
+                                                        inputs, SEQ["targets"])
+  assert decoded.shape == (4, SEQ["targets"])
+  for row, full in zip(decoded, rescored):
+    n = len(row)
+    for stop in (1, 0):  # compare up to and including EOS, or padding
+      if stop in row:
+        n = min(n, list(row).index(stop) + 1)
+    assert n > 1, row
+    np.testing.assert_array_equal(row[:n], full[:n])
