@@ -21,8 +21,11 @@ mtf_arch_hook.install()
 import gin
 
 from mtf_arch import errors
+from mtf_arch import evaluation  # noqa: F401  (registers gin configurables)
+from mtf_arch import glue  # noqa: F401  (the paper's finetuning mixture)
 from mtf_arch import mesh  # noqa: F401  (registers gin configurables)
 from mtf_arch import paths
+from mtf_arch import proxy_tasks  # noqa: F401  (offline downstream proxies)
 from mtf_arch import tasks  # noqa: F401  (registers seqio tasks)
 
 __version__ = "0.1.0"

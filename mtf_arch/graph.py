@@ -8,6 +8,7 @@ files and the same `mesh_tensorflow.transformer.utils.build_model` call that
 """
 
 import contextlib
+import random
 
 import gin
 import mesh_tensorflow as mtf
@@ -174,6 +175,10 @@ def lower(model_graph,
           var_grads, g.mtf_graph.trainable_variables)
     mesh_impl = mtf.placement_mesh_impl.PlacementMeshImpl(
         g.mesh_shape, g.layout_rules, devices)
+    # PlacementMeshImpl draws each random op's seed from Python's `random`
+    # while lowering (e.g. Switch's router jitter): seeded, the same graph
+    # draws the same noise in every layout.
+    random.seed(0)
     lowering = mtf.Lowering(
         g.mtf_graph, {g.mesh: mesh_impl}, autostack=autostack)
     tf_loss = tf.cast(lowering.export_to_tf_tensor(g.loss), tf.float32)
@@ -253,28 +258,44 @@ def config(gin_files, gin_params=()):
     gin.clear_config(clear_constants=True)
 
 
-def greedy_decode_and_rescore(vocab_size, inputs, decode_length):
+def greedy_decode_and_rescore(vocab_size,
+                              inputs,
+                              decode_length,
+                              seed=1,
+                              train_batches=None,
+                              learning_rate=0.01):
   """Greedy incremental decoding, and the full-pass argmax of its output.
 
   Builds one graph in which the configured Bitransformer decodes `inputs`
   greedily (Mesh-TF's incremental decoding: one position per step, layer
   states carried between steps), then runs the ordinary teacher-forced pass
   on the decoded sequence. With the same weights, every decoded token must be
-  the argmax of the full pass at its position: a layer whose incremental
-  mode disagrees with its full mode breaks the equality.
+  the argmax of the full pass at its position (ties aside): a layer whose
+  incremental mode disagrees with its full mode breaks the equality.
 
   Args:
     vocab_size: vocabulary size.
     inputs: int array [batch, input_length].
     decode_length: number of target positions to decode.
+    seed: graph-level random seed for the initial weights, so that a test
+      decodes the same untrained model every run (an untrained model with a
+      shared embedding and softmax often predicts its input, the padding id
+      0, at the first position, which leaves nothing to compare).
+    train_batches: optional list of training batches (dicts of arrays keyed
+      like ModelGraph.features) to take Adafactor steps on first, so that
+      the decoded model is past that degenerate start.
+    learning_rate: Adafactor's constant learning rate for those steps.
 
   Returns:
-    (decoded ids [batch, decode_length], full-pass argmax ids, same shape).
+    (decoded ids [batch, decode_length], full-pass logits [batch,
+    decode_length, padded vocab]): each decoded id must be the argmax of its
+    row of logits, up to float round-off between the two computations.
   """
   mesh_shape, layout_rules = mesh_and_layout()
   tf_graph = tf.Graph()
   batch, in_len = inputs.shape
   with tf_graph.as_default():
+    tf.set_random_seed(seed)
     mtf_graph = mtf.Graph()
     mesh = mtf.Mesh(mtf_graph, "my_mesh")
     model = build_model(vocab_size, mesh_shape, layout_rules)
@@ -296,7 +317,32 @@ def greedy_decode_and_rescore(vocab_size, inputs, decode_length):
         compute_loss=False,
         mode="eval",
         variable_dtype=dtype)
-    rescored = mtf.argmax(logits, logits.shape.dims[-1])
+    rescored = mtf.cast(logits, tf.float32)
+    update_ops, placeholders, tf_train = [], {}, []
+    if train_batches:
+      sequence_length = {
+          k: v.shape[1] for k, v in train_batches[0].items() if "_" not in k
+      }
+      feats = {}
+      for key, value in train_batches[0].items():
+        placeholders[key] = tf.placeholder(tf.int32, value.shape, name=key)
+        feats[key] = mtf.import_fully_replicated(
+            mesh, placeholders[key],
+            mtf.Shape([
+                mtf.Dimension("batch", value.shape[0]),
+                mtf.Dimension("length", sequence_length[key.split("_")[0]])
+            ]))
+      _, loss = model.call_simple(
+          inputs=feats["inputs"],
+          targets=feats["targets"],
+          compute_loss=True,
+          mode="train",
+          variable_dtype=dtype,
+          **_position_kwargs(model, feats))
+      trainable = mtf_graph.trainable_variables
+      grads = mtf.gradients([loss], [v.outputs[0] for v in trainable])
+      update_ops = mtf.optimize.AdafactorOptimizer(
+          learning_rate=learning_rate).apply_grads(grads, trainable)
     mesh_impl = mtf.placement_mesh_impl.PlacementMeshImpl(
         mesh_shape, layout_rules, [""] * mesh_shape.size)
     lowering = mtf.Lowering(mtf_graph, {mesh: mesh_impl})
@@ -304,9 +350,15 @@ def greedy_decode_and_rescore(vocab_size, inputs, decode_length):
         lowering.export_to_tf_tensor(decoded),
         lowering.export_to_tf_tensor(rescored)
     ]
+    if update_ops:
+      global_step = tf.train.get_or_create_global_step()
+      tf_train = [lowering.lowered_operation(op) for op in update_ops]
+      tf_train.append(tf.assign_add(global_step, 1))
     with tf.Session() as sess:
       sess.run(
           [tf.global_variables_initializer(),
            tf.local_variables_initializer()])
       sess.run(lowering.copy_masters_to_slices())
+      for batch in train_batches or []:
+        sess.run(tf_train, {placeholders[k]: v for k, v in batch.items()})
       return sess.run(out)

@@ -74,7 +74,7 @@ def offline_corpus_dir(path=None):
   return path or paths.offline_data_dir()
 
 
-def _offline_help():
+def offline_help():
   return ("build it with `python -m mtf_arch.corpus --out_dir DIR` "
           "(`make data` does this), or set "
           "--gin_param=\"offline_corpus_dir.path='DIR'\" or "
@@ -83,7 +83,7 @@ def _offline_help():
 
 def _offline_vocabulary_path():
   path = os.path.join(offline_corpus_dir(), "spm.model")
-  check_readable(path, "offline SentencePiece model", _offline_help())
+  check_readable(path, "offline SentencePiece model", offline_help())
   return path
 
 
@@ -114,26 +114,56 @@ class LazySentencePieceVocabulary(seqio.SentencePieceVocabulary):
     return super()._model_context()
 
 
-class _CheckedTfdsDataSource(seqio.TfdsDataSource):
-  """TfdsDataSource that explains how to prepare a missing dataset."""
+def _mocked_by_tfds_testing():
+  """True inside `tfds.testing.mock_data` (data is generated, not read)."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  fn = tfds.core.dataset_builder.DatasetBuilder.download_and_prepare
+  return "mock" in getattr(fn, "__qualname__", "")
+
+
+class CheckedTfdsDataSource(seqio.TfdsDataSource):
+  """TfdsDataSource that never downloads and explains how to prepare data.
+
+  seqio loads TFDS datasets with `download=True`: offline, an unprepared
+  dataset would retry downloads for minutes. This source checks first that
+  the dataset is prepared in its data folder and otherwise stops with what
+  to run. Splits of an unprepared dataset default to train/validation/test,
+  so tasks can be registered and listed without data.
+  """
+
+  @property
+  def splits(self):
+    if self._splits:
+      return self._splits
+    try:
+      found = self.tfds_dataset.info.splits
+    except Exception:  # pylint: disable=broad-except  (no data, no info)
+      found = None
+    return found or ("train", "validation", "test")
+
+  def num_input_examples(self, split):
+    try:
+      return super().num_input_examples(split)
+    except KeyError:  # split sizes are unknown until the data is prepared
+      return None
 
   def get_dataset(self, split, *args, **kwargs):
     loader = self.tfds_dataset
-    builder = loader.builder
-    if not tf.io.gfile.exists(
-        os.path.join(builder.data_dir, "dataset_info.json")):
-      raise ConfigError(
-          "TFDS dataset %s is not prepared in %s. Prepare it with `tfds build "
-          "%s --data_dir DIR` on a machine with access to the source data, "
-          "then pass --t5_tfds_data_dir=DIR." %
-          (loader.name, builder.data_dir, loader.name.split(":")[0]))
+    if not _mocked_by_tfds_testing():
+      data_dir = loader.builder.data_dir
+      if not tf.io.gfile.exists(os.path.join(data_dir, "dataset_info.json")):
+        raise ConfigError(
+            "TFDS dataset %s is not prepared in %s (nothing is downloaded at "
+            "run time). Prepare it with `tfds build %s --data_dir DIR` on a "
+            "machine with access to the source data, then pass "
+            "--t5_tfds_data_dir=DIR." % (loader.name, data_dir, loader.name))
     return super().get_dataset(split, *args, **kwargs)
 
 
 def _offline_dataset_fn(split, shuffle_files, seed=None):
   del shuffle_files, seed  # One file per split; shuffling is downstream.
   path = os.path.join(offline_corpus_dir(), "%s.txt" % split)
-  check_readable(path, "offline corpus file", _offline_help())
+  check_readable(path, "offline corpus file", offline_help())
   return tf.data.TextLineDataset(path).map(lambda line: {"text": line})
 
 
@@ -171,7 +201,7 @@ def register():
   if C4_TASK not in seqio.TaskRegistry.names():
     seqio.TaskRegistry.add(
         C4_TASK,
-        source=_CheckedTfdsDataSource(tfds_name=C4_TFDS_NAME),
+        source=CheckedTfdsDataSource(tfds_name=C4_TFDS_NAME),
         preprocessors=span_corruption_preprocessors(),
         output_features=output_features(C4_VOCABULARY),
         metric_fns=[])

@@ -92,15 +92,24 @@ def test_model_parallel_2_matches_1(arch, batch_fn, offline_vocab_size):
 @pytest.mark.parametrize("arch", sorted(ARCHS))
 def test_incremental_decoding_matches_full_pass(arch, batch_fn,
                                                 offline_vocab_size):
-  inputs = batch_fn(1, 4, SEQ)[0]["inputs"]
+  batches = batch_fn(16, 4, SEQ)
+  inputs = batches[-1]["inputs"]
+  # An untrained model with a shared embedding and softmax often predicts its
+  # own input -- the padding id 0 -- at the first position, which leaves
+  # nothing to compare: take 15 Adafactor steps first (fixed seed and data).
   with graph.config(_files(arch), ["dropout_rate = 0.0"]):
-    decoded, rescored = graph.greedy_decode_and_rescore(offline_vocab_size,
-                                                        inputs, SEQ["targets"])
+    decoded, rescored = graph.greedy_decode_and_rescore(
+        offline_vocab_size, inputs, SEQ["targets"], train_batches=batches[:-1])
   assert decoded.shape == (4, SEQ["targets"])
-  for row, full in zip(decoded, rescored):
+  for row, logits in zip(decoded, rescored):
     n = len(row)
     for stop in (1, 0):  # compare up to and including EOS, or padding
       if stop in row:
         n = min(n, list(row).index(stop) + 1)
     assert n > 1, row
-    np.testing.assert_array_equal(row[:n], full[:n])
+    # Greedy decoding picked the argmax of the incremental pass; the full
+    # pass must agree up to round-off (1e-3 absolute on the logit, so that a
+    # near-tie between two sentinels is not a failure).
+    chosen = logits[np.arange(n), row[:n]]
+    best = logits[:n].max(axis=-1)
+    np.testing.assert_array_less(best - chosen, 1e-3, err_msg=str(row))
