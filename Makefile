@@ -10,6 +10,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # The offline corpus and vocabulary (see mtf_arch/corpus.py).
 export MTF_ARCH_DATA_DIR ?= $(HOME)/.cache/mtf_arch
+JOBS ?= 2
 STAMP := $(VENV)/.requirements-installed
 PKG_SOURCES := setup.py mtf_arch.pth mtf_arch_hook.py \
   $(shell find mtf_arch gin launch analysis -type f \( -name '*.py' -o -name '*.gin' \) 2>/dev/null)
@@ -17,12 +18,12 @@ PKG_SOURCES := setup.py mtf_arch.pth mtf_arch_hook.py \
 .PHONY: demo test setup data lint format clean
 
 demo: data
-	$(BIN)/python -m launch.default $(ARGS)
+	$(BIN)/python -m launch.study $(or $(ARGS),launch/studies/mini.toml) --jobs $(JOBS)
 
 test: data
 	$(BIN)/ruff check mtf_arch mtf_arch_hook.py launch analysis tests setup.py
 	$(BIN)/yapf --diff --recursive mtf_arch mtf_arch_hook.py launch analysis tests setup.py
-	$(BIN)/python -m pytest tests $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(JOBS) tests $(PYTEST_ARGS)
 
 setup: $(VENV)/.package-installed
 

@@ -29,6 +29,25 @@ MESH_SIZE = {
     "tpu_v3_32_mp8": "size/xl.gin"
 }
 INCLUDE_ONLY = {"mesh/layout.gin"}
+# Run overlays and the run files they go on top of (besides run/pretrain.gin).
+RUN_PREREQUISITES = {
+    "run/finetune_proxy.gin": ["run/cpu_quick.gin", "run/finetune.gin"],
+    "run/eval.gin": ["run/finetune.gin"],
+}
+
+
+def _required_bindings(rel):
+  """Example values from a file's "Required to be set:" header."""
+  with open(os.path.join(GIN, rel)) as f:
+    text = f.read()
+  m = re.search(r"^# Required to be set:\n((?:#   .*\n)+)", text, re.M)
+  if not m:
+    return []
+  return [
+      line[4:].strip()
+      for line in m.group(1).splitlines()
+      if "=" in line and not line[4:].startswith(("--", "and"))
+  ]
 
 
 def _all_gin_files():
@@ -48,7 +67,8 @@ def _experiment(rel):
   files[kind] = rel
   out = [files["arch"], files["size"], files["mesh"], files["run"]]
   if kind == "run" and rel != BASE["run"]:
-    out.insert(3, BASE["run"])  # run overlays go on top of the recipe
+    # Run overlays go on top of the recipe (and of their prerequisites).
+    out[3:3] = [BASE["run"]] + RUN_PREREQUISITES.get(rel, [])
   return out
 
 
@@ -67,7 +87,9 @@ def test_gin_tree_layout():
 @pytest.mark.parametrize("rel",
                          [f for f in _all_gin_files() if f not in INCLUDE_ONLY])
 def test_gin_file_parses_and_finalizes(rel):
-  with graph.config(_experiment(rel)):
+  files = _experiment(rel)
+  required = [b for f in files for b in _required_bindings(f)]
+  with graph.config(files, required):
     # Evaluates the mesh checks the way utils.run would.
     shape, _ = graph.mesh_and_layout()
     assert shape.size >= 1

@@ -1,0 +1,384 @@
+"""A scaling study: a declared grid of cells, each a chain of stock CLI runs.
+
+A study file (TOML, under launch/studies/) declares architectures x sizes x
+scaling protocol; each cell is the chain
+
+  pretrain -> upstream eval (perplexity) -> finetune -> downstream eval
+  -> records
+
+of `t5_mesh_transformer` runs with the package's gin files and `--gin_param`
+overrides (launch/cli.py composes them). Targets:
+
+* local: runs the chains here, `--jobs` cells at a time;
+* tpu: prints, for a v3-32 slice, the exact command chain of every cell with
+  the paper's mesh per size (model parallelism 1 up to Base, 2 for Large, 8
+  for XL); a dry run needs no TPU;
+* gpu: as local, on `mesh/gpu_1.gin`.
+
+Resumable and safe: `<study_dir>/cells/<cell>/state.json` records the stages
+done (written atomically after each). Killing the runner at any moment and
+starting it again reruns only the stage that was running -- Mesh-TF resumes
+training from that cell's last checkpoint -- never reruns a finished cell,
+and rebuilds `<study_dir>/results.jsonl` from the per-cell record files, so
+no result is recorded twice and no file is left half-written. A failed cell
+keeps its error and the study goes on; the summary lists failures.
+"""
+
+import argparse
+import concurrent.futures
+import ctypes
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import tomllib
+
+from launch import cli
+
+STAGES = ("pretrain", "upstream_eval", "finetune", "downstream_eval", "records")
+# The paper's mesh per size on 16 TPU-v3 chips (Tay et al. 2022, 3.2).
+TPU_MESH = {
+    "tiny": "tpu_v3_32_mp1",
+    "small": "tpu_v3_32_mp1",
+    "base": "tpu_v3_32_mp1",
+    "large": "tpu_v3_32_mp2",
+    "xl": "tpu_v3_32_mp8"
+}
+
+
+def _write_json(path, obj):
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(obj, f, indent=2, sort_keys=True)
+  os.replace(tmp, path)
+
+
+def load_study(path):
+  """Reads a study file; returns (spec dict, list of cell dicts)."""
+  from mtf_arch import registry  # pylint: disable=g-import-not-at-top
+  with open(path, "rb") as f:
+    spec = tomllib.load(f)
+  archs = registry.architectures()
+  names = sorted(archs) if spec.get("archs", "all") == "all" else spec["archs"]
+  unknown = [a for a in names if a not in archs]
+  if unknown:
+    raise SystemExit("%s: unknown architecture(s) %s; gin/arch/ has %s" %
+                     (path, unknown, sorted(archs)))
+  cells = []
+  for arch in names:
+    sizes = spec.get("sizes", "paper")
+    sizes = archs[arch].sizes if sizes == "paper" else sizes
+    for size in sizes:
+      protocol = spec.get("protocol", "standard")
+      variants = [(size, [])]
+      if protocol in ("depth", "width"):
+        macro = "num_layers" if protocol == "depth" else "d_ff"
+        variants = [("%s-%s%d" % (size, macro, v), ["%s = %d" % (macro, v)])
+                    for v in spec["values"]]
+      for label, params in variants:
+        cells.append({
+            "id": "%s-%s" % (arch, label.lower()),
+            "arch": arch,
+            "model": archs[arch].paper_model,
+            "size": label,
+            "size_file": registry.size_file(arch, size),
+            "mesh": spec.get("mesh") or TPU_MESH.get(size.lower(), "cpu_1"),
+            "params": params,
+            "protocol": protocol,
+        })
+  return spec, cells
+
+
+def cell_commands(spec, cell, cell_dir):
+  """The four stock CLI commands of a cell (argv lists), by stage."""
+  files = [
+      "arch/%s.gin" % cell["arch"], cell["size_file"],
+      "mesh/%s.gin" % cell["mesh"]
+  ] + spec["run_files"]
+  pre, fine = (os.path.join(cell_dir,
+                            "pretrain"), os.path.join(cell_dir, "finetune"))
+  steps = spec["pretrain_steps"]
+  params = list(spec.get("gin_params", [])) + cell["params"]
+  pre_params = params + ["utils.run.train_steps = %d" % steps]
+  ft_files = files + spec["finetune_files"]
+  ft_params = params + [
+      "PRETRAINED_CHECKPOINT = '%s/model.ckpt-%d'" % (pre, steps),
+      "finetune_train_steps.finetune_steps = %d" % spec["finetune_steps"]
+  ]
+  flags = spec.get("flags", [])
+  return {
+      "pretrain":
+          cli.t5_command(pre, files, pre_params, flags),
+      "upstream_eval":
+          cli.t5_command(pre, files + ["run/eval_perplexity.gin"], pre_params,
+                         flags),
+      "finetune":
+          cli.t5_command(fine, ft_files, ft_params, flags),
+      "downstream_eval":
+          cli.t5_command(fine, ft_files + ["run/eval.gin"], ft_params, flags),
+  }
+
+
+def _die_with_parent():
+  """Child processes get SIGKILL when the runner dies (Linux prctl)."""
+  try:
+    ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+  except OSError:
+    pass
+
+
+def _run(argv, log_path):
+  with open(log_path, "a") as log:
+    log.write("\n$ %s\n" % " ".join(argv))
+    log.flush()
+    return subprocess.call(
+        argv,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
+        preexec_fn=_die_with_parent)
+
+
+def cell_records(spec, cell, cell_dir):
+  """Analysis records of a finished cell (aggregated per Table 1 column)."""
+  from mtf_arch import evaluation  # pylint: disable=g-import-not-at-top
+  detail = []
+  for sub in ("pretrain", "finetune"):
+    detail += evaluation.collect_records(
+        os.path.join(cell_dir, sub), cell["model"], cell["size"])
+  evaluation.write_records(os.path.join(cell_dir, "eval_records.jsonl"), detail)
+  latest = {}  # metric -> (step, value) at the latest step that has it
+  for (_, _, step), row in evaluation.table1_scores(detail).items():
+    for metric, value in row.items():
+      if metric not in latest or step > latest[metric][0]:
+        latest[metric] = (step, value)
+  out = [{
+      "model": cell["model"],
+      "size": cell["size"],
+      "metric": metric,
+      "value": value,
+      "step": step,
+      "source": cell_dir,
+      "protocol": cell["protocol"]
+  } for metric, (step, value) in sorted(latest.items())]
+  try:
+    from mtf_arch import flops  # pylint: disable=g-import-not-at-top
+    from mtf_arch import tasks  # pylint: disable=g-import-not-at-top
+    files = ["arch/%s.gin" % cell["arch"], cell["size_file"]]
+    seq = spec.get("sequence_length", {"inputs": 128, "targets": 29})
+    n_params, count = flops.forward_count(
+        files,
+        spec.get("gin_params", []) + cell["params"],
+        vocab_size=tasks.OFFLINE_VOCABULARY.vocab_size,
+        sequence_length=seq)
+    # FLOPs incl. one-hot lookups, the count that tracks the paper's column.
+    lowered = count.matmul_flops + count.one_hot_flops
+    for metric, value in (("params", n_params), ("flops", lowered)):
+      out.append({
+          "model": cell["model"],
+          "size": cell["size"],
+          "metric": metric,
+          "value": float(value),
+          "step": None,
+          "source": "graph",
+          "protocol": cell["protocol"]
+      })
+  except Exception as e:  # pylint: disable=broad-except
+    print("[study] %s: no params/FLOPs (%s)" % (cell["id"], e), flush=True)
+  return out
+
+
+def run_cell(spec, cell, study_dir):
+  """Runs (or resumes) one cell; returns its final state dict."""
+  cell_dir = os.path.join(study_dir, "cells", cell["id"])
+  os.makedirs(cell_dir, exist_ok=True)
+  state_path = os.path.join(cell_dir, "state.json")
+  state = {"done": [], "status": "pending"}
+  if os.path.exists(state_path):
+    with open(state_path) as f:
+      state = json.load(f)
+  if state["status"] == "done":
+    return state
+  commands = cell_commands(spec, cell, cell_dir)
+  log = os.path.join(cell_dir, "run.log")
+  print(
+      "[study] start  %s%s  (log: %s)" %
+      (cell["id"],
+       " resuming at %s" % state["stage"] if state.get("stage") else "", log),
+      flush=True)
+  start = time.time()
+  for stage in STAGES:
+    if stage in state["done"]:
+      continue
+    state.update(status="running", stage=stage)
+    _write_json(state_path, state)
+    if stage == "records":
+      records = cell_records(spec, cell, cell_dir)
+      tmp = os.path.join(cell_dir, "records.jsonl")
+      with open(tmp + ".tmp", "w") as f:
+        for r in records:
+          f.write(json.dumps(r, sort_keys=True) + "\n")
+      os.replace(tmp + ".tmp", tmp)
+    else:
+      code = _run(commands[stage], log)
+      if code:
+        with open(log) as f:
+          tail = f.read()[-2000:]
+        state.update(
+            status="failed",
+            error="%s exited %d: %s" %
+            (stage, code, tail.strip().splitlines()[-1:]))
+        _write_json(state_path, state)
+        return state
+    state["done"].append(stage)
+    _write_json(state_path, state)
+  state.update(
+      status="done",
+      stage=None,
+      seconds=state.get("seconds", 0) + time.time() - start)
+  _write_json(state_path, state)
+  return state
+
+
+def collect(study_dir, cells):
+  """Rebuilds results.jsonl from finished cells (atomic, no duplicates)."""
+  lines = []
+  for cell in cells:
+    path = os.path.join(study_dir, "cells", cell["id"], "records.jsonl")
+    state_path = os.path.join(study_dir, "cells", cell["id"], "state.json")
+    if not os.path.exists(state_path):
+      continue
+    with open(state_path) as f:
+      if json.load(f).get("status") != "done":
+        continue
+    with open(path) as f:
+      lines += [l for l in f if l.strip()]
+  out = os.path.join(study_dir, "results.jsonl")
+  with open(out + ".tmp", "w") as f:
+    f.writelines(lines)
+  os.replace(out + ".tmp", out)
+  return out
+
+
+def _fmt(seconds):
+  return "%d:%02d" % (seconds // 60, seconds % 60)
+
+
+def run_local(spec, cells, study_dir, jobs=1):
+  """Runs every cell; prints one line per start and finish with an ETA."""
+  start, finished, failed = time.time(), 0, []
+  todo = []
+  for cell in cells:
+    state_path = os.path.join(study_dir, "cells", cell["id"], "state.json")
+    if os.path.exists(state_path):
+      with open(state_path) as f:
+        if json.load(f).get("status") == "done":
+          finished += 1
+          continue
+    todo.append(cell)
+  total = len(cells)
+  print(
+      "[study] %d cells, %d already done, %d to run, %d at a time" %
+      (total, finished, len(todo), jobs),
+      flush=True)
+  ran = 0
+  with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
+    futures = {}
+    for cell in todo:
+      futures[pool.submit(run_cell, spec, cell, study_dir)] = cell
+    for future in concurrent.futures.as_completed(futures):
+      cell, state = futures[future], future.result()
+      finished += 1
+      ran += 1
+      elapsed = time.time() - start
+      eta = elapsed / ran * (total - finished)
+      if state["status"] == "failed":
+        failed.append((cell["id"], state.get("error")))
+      print(
+          "[study] %-40s %-6s  %d/%d done  elapsed %s  eta %s" %
+          (cell["id"], state["status"], finished, total, _fmt(elapsed),
+           _fmt(eta)),
+          flush=True)
+  results = collect(study_dir, cells)
+  print("[study] results: %s" % results, flush=True)
+  if failed:
+    print("[study] %d failed cell(s):" % len(failed))
+    for cell_id, error in failed:
+      print("  %s: %s" % (cell_id, error))
+  return results, failed
+
+
+def print_best(analysis_dir):
+  """Prints which architecture is best in each compute region."""
+  import csv  # pylint: disable=g-import-not-at-top
+  import glob  # pylint: disable=g-import-not-at-top
+  for path in sorted(glob.glob(os.path.join(analysis_dir, "best_*.csv"))):
+    with open(path) as f:
+      rows = list(csv.DictReader(f))
+    if rows:
+      metric = os.path.basename(path)[len("best_"):-len(".csv")]
+      print("[study] best architecture by compute (%s):" % metric)
+      for row in rows:
+        print("  " + ", ".join("%s=%s" % kv for kv in row.items()))
+
+
+def _shell_word(arg):
+  """Double-quotes an argument with spaces; $VARS still expand in a shell."""
+  if re.search(r"[\s'\"]", arg):
+    return '"%s"' % arg.replace('"', '\\"')
+  return arg
+
+
+def print_tpu_commands(spec, cells, root):
+  for cell in cells:
+    cell_dir = "%s/%s" % (root.rstrip("/"), cell["id"])
+    commands = cell_commands(spec, cell, cell_dir)
+    print("# %s (%s %s, mesh/%s.gin)" %
+          (cell["id"], cell["model"], cell["size"], cell["mesh"]))
+    for stage in STAGES[:-1]:
+      argv = ["t5_mesh_transformer"] + commands[stage][1:]  # on the TPU host
+      print(" ".join(_shell_word(a) for a in argv))
+    print()
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument(
+      "study", help="a study file, e.g. launch/studies/mini.toml")
+  parser.add_argument("--study_dir", help="default: runs/<study name>")
+  parser.add_argument("--target", choices=("local", "tpu", "gpu"))
+  parser.add_argument("--jobs", type=int, default=1)
+  parser.add_argument(
+      "--dry_run",
+      action="store_true",
+      help="print the command chains and stop")
+  parser.add_argument("--no_analysis", action="store_true")
+  args = parser.parse_args(argv)
+  spec, cells = load_study(args.study)
+  target = args.target or spec.get("target", "local")
+  study_dir = os.path.abspath(
+      args.study_dir or os.path.join("runs", spec["name"]))
+  if target == "tpu" or args.dry_run:
+    print_tpu_commands(spec, cells, spec.get("model_dir_root", study_dir))
+    return
+  if target == "gpu":
+    for cell in cells:
+      cell["mesh"] = "gpu_1"
+  os.makedirs(study_dir, exist_ok=True)
+  results, failed = run_local(spec, cells, study_dir, args.jobs)
+  if not args.no_analysis:
+    out = os.path.join(study_dir, "analysis")
+    code = subprocess.call(
+        [sys.executable, "-m", "analysis", "--results", results, "--out", out])
+    print(
+        "[study] analysis %s: %s" % ("written" if code == 0 else "failed", out),
+        flush=True)
+    print_best(out)
+  sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+  main()

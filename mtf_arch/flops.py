@@ -1,0 +1,178 @@
+"""FLOPs of a forward pass, counted from the lowered Mesh-TF graph.
+
+Our unit: **matmul FLOPs of one forward pass of one sequence** (batch 1,
+512 input and 114 target tokens, the paper's span-corruption lengths), i.e.
+2 x (multiply-adds) of every contraction in the graph. The model is built
+with `graph.ModelGraph` in eval mode (no dropout), lowered onto one device
+named "" (nothing is placed, no session runs, no variable is allocated), and
+every `Einsum`, `MatMul` and `BatchMatMul*` op of the resulting tf.Graph is
+counted from its static shapes: an einsum costs 2 x the product of the sizes
+of all its distinct indices (each output element is a sum of products over
+the contracted indices). Einsums that contract nothing (pure elementwise
+products) and all other elementwise ops (softmax, norms, activations, the
+loss) are not counted; `count_ops` reports them separately so the choice is
+visible. Mesh-TF lowers embedding lookups and the relative-position bias
+lookup to contractions with a one-hot matrix (`OneHot` op); those are
+lookups, not arithmetic, and are reported apart as `one_hot_flops`, not in
+`matmul_flops`. The tied softmax projection is a real contraction and counts.
+
+Everything is linear in the batch, so batch 1 gives FLOPs per sequence; the
+mesh is forced to one slice ("batch:1,model:1") so no op is split.
+
+`transformer_forward_flops` is the closed form for the vanilla Transformer
+(gin/arch/transformer.gin) that the counter is tested against.
+"""
+
+import collections
+import re
+
+import numpy as np
+
+from mtf_arch import graph
+
+PAPER_SEQUENCE_LENGTH = {"inputs": 512, "targets": 114}
+MATMUL_TYPES = ("Einsum", "MatMul", "BatchMatMul", "BatchMatMulV2",
+                "BatchMatMulV3")
+ONE_SLICE = ["mesh/cpu_1.gin"]
+
+Count = collections.namedtuple("Count", [
+    "matmul_flops", "one_hot_flops", "elementwise_einsum_flops", "num_matmuls"
+])
+_PASS_THROUGH = ("Cast", "Identity", "Reshape", "ExpandDims")
+
+
+def _is_one_hot(tensor):
+  """Whether a tensor is a one-hot matrix (through casts and reshapes)."""
+  op = tensor.op
+  while op.type in _PASS_THROUGH and op.inputs:
+    op = op.inputs[0].op
+  return op.type == "OneHot"
+
+
+def _einsum_flops(op):
+  """(flops, contracts) of one Einsum op from its equation and shapes."""
+  equation = op.get_attr("equation").decode().replace(" ", "")
+  lhs, out = equation.split("->")
+  sizes = {}
+  for term, tensor in zip(lhs.split(","), op.inputs):
+    shape = tensor.shape.as_list()
+    if "." in term or len(term) != len(shape) or None in shape:
+      raise ValueError("cannot count einsum %s %r with shapes %s" %
+                       (op.name, equation, [t.shape for t in op.inputs]))
+    for letter, size in zip(term, shape):
+      sizes[letter] = size
+  contracted = set(sizes) - set(out)
+  total = int(np.prod([sizes[k] for k in sizes], dtype=np.float64))
+  return (2 * total if contracted else total), bool(contracted)
+
+
+def _matmul_flops(op):
+  """2*M*N*K of a MatMul/BatchMatMul from its output and reduced dims."""
+  a = op.inputs[0].shape.as_list()
+  out = op.outputs[0].shape.as_list()
+  transpose_a = op.get_attr("adj_x" if "Batch" in op.type else "transpose_a")
+  k = a[-2] if transpose_a else a[-1]
+  return 2 * int(np.prod(out, dtype=np.float64)) * k
+
+
+def count_ops(tf_graph):
+  """Counts the matmul FLOPs in a tf.Graph.
+
+  Args:
+    tf_graph: a tf.Graph with static shapes.
+
+  Returns:
+    Count(matmul_flops, one_hot_flops, elementwise_einsum_flops, num_matmuls).
+  """
+  matmul, one_hot, elementwise, num = 0, 0, 0, 0
+  for op in tf_graph.get_operations():
+    if op.type not in MATMUL_TYPES:
+      continue
+    if any(_is_one_hot(t) for t in op.inputs):
+      one_hot += _einsum_flops(op)[0] if op.type == "Einsum" else (
+          _matmul_flops(op))
+      continue
+    if op.type == "Einsum":
+      flops, contracts = _einsum_flops(op)
+      if not contracts:
+        elementwise += flops
+        continue
+    else:
+      flops = _matmul_flops(op)
+    matmul += flops
+    num += 1
+  return Count(matmul, one_hot, elementwise, num)
+
+
+def forward_count(gin_files,
+                  gin_params=(),
+                  vocab_size=graph.T5_VOCAB_SIZE,
+                  sequence_length=None,
+                  batch_size=1):
+  """Parameters and forward FLOPs of a configuration, graph only.
+
+  The configuration's mesh is replaced by one CPU slice (`mesh/cpu_1.gin`,
+  float32 activations), which changes neither parameters nor FLOPs.
+
+  Args:
+    gin_files: arch and size files (a mesh or run file is allowed; the mesh
+      is overridden).
+    gin_params: extra gin bindings.
+    vocab_size: vocabulary size before padding.
+    sequence_length: {"inputs": int, "targets": int}; the paper's by default.
+    batch_size: sequences in the counted batch.
+
+  Returns:
+    (num_params, Count) with FLOPs for the whole batch.
+  """
+  files = [f for f in gin_files if not re.match(r"mesh/", f)] + ONE_SLICE
+  with graph.config(files, gin_params):
+    g = graph.ModelGraph(
+        vocab_size,
+        batch_size,
+        sequence_length or PAPER_SEQUENCE_LENGTH,
+        mode="eval")
+    num_params = g.num_params()
+    graph.lower(g, [""], autostack=False)
+    return num_params, count_ops(g.tf_graph)
+
+
+def transformer_forward_flops(num_layers,
+                              d_model,
+                              d_ff,
+                              num_heads,
+                              d_kv,
+                              vocab_size,
+                              inputs_length=512,
+                              targets_length=114):
+  """Closed-form matmul FLOPs of one forward pass of one sequence.
+
+  The T5.1.0 encoder-decoder of gin/arch/transformer.gin: full (not
+  causal-halved) attention score and value products, as a dense masked
+  implementation computes them; the tied softmax projection onto the padded
+  vocabulary. No elementwise ops.
+
+  Args:
+    num_layers: layers in each of encoder and decoder.
+    d_model, d_ff, num_heads, d_kv: the size macros.
+    vocab_size: vocabulary size before padding.
+    inputs_length, targets_length: encoder and decoder lengths.
+
+  Returns:
+    FLOPs (2 per multiply-add).
+  """
+  from mtf_arch import params  # pylint: disable=g-import-not-at-top
+  e, d, hk = inputs_length, targets_length, num_heads * d_kv
+
+  def attention(q_len, kv_len):
+    projections = 2 * 2 * (q_len + kv_len) * d_model * hk  # q, o; k, v
+    scores = 2 * 2 * q_len * kv_len * hk  # q.k, then weights.v
+    return projections + scores
+
+  def ffn(length):
+    return 2 * 2 * length * d_model * d_ff
+
+  encoder = num_layers * (attention(e, e) + ffn(e))
+  decoder = num_layers * (attention(d, d) + attention(d, e) + ffn(d))
+  logits = 2 * d * d_model * params.padded_vocab(vocab_size)
+  return encoder + decoder + logits

@@ -1,0 +1,125 @@
+"""ALBERT: one set of layer weights per stack, shared embedding and softmax."""
+
+import os
+
+import mesh_tensorflow as mtf
+from mesh_tensorflow.transformer import utils as mtf_utils
+import pytest
+import tensorflow.compat.v1 as tf
+
+from mtf_arch import graph
+from tests.conftest import run_cli
+
+SEQ = {"inputs": 16, "targets": 8}
+TIED = "make_bitransformer.encoder_name = 'decoder'"
+
+
+def _files(arch):
+  return [arch, "size/test.gin", "mesh/cpu_1.gin", "run/pretrain.gin"]
+
+
+def _variables(arch, num_layers, params=()):
+  with graph.config(
+      _files(arch), ["num_layers = %d" % num_layers] + list(params)):
+    g = graph.ModelGraph(300, 2, SEQ)
+  return g.params_by_name()
+
+
+@pytest.mark.parametrize("params", [(), (TIED,)])
+def test_variable_count_does_not_grow_with_layers(params):
+  two = _variables("arch/albert.gin", 2, params)
+  five = _variables("arch/albert.gin", 5, params)
+  assert two == five
+  # The vanilla Transformer's would (so the check can fail).
+  assert len(_variables("arch/transformer.gin",
+                        5)) > len(_variables("arch/transformer.gin", 2))
+
+
+def _ancestor_variables(tensor, stop=()):
+  """Names of the mtf variables `tensor` is computed from."""
+  seen, names, stack = set(), set(), [tensor.operation]
+  while stack:
+    op = stack.pop()
+    if id(op) in seen:
+      continue
+    seen.add(id(op))
+    if isinstance(op, mtf.Variable):
+      names.add(op.name)
+    stack.extend(t.operation for t in op.inputs if t not in stop)
+  return names
+
+
+def _encoder_and_decoder_variables(params=()):
+  """Variables the encoder's output and the decoder's logits (given any
+  encoder output) are computed from."""
+  with graph.config(_files("arch/albert.gin"), list(params)):
+    mesh_shape, layout_rules = graph.mesh_and_layout()
+    with tf.Graph().as_default():
+      mesh = mtf.Mesh(mtf.Graph(), "mesh")
+      model = graph.build_model(300, mesh_shape, layout_rules)
+      dtype = mtf_utils.get_variable_dtype()
+      batch = mtf.Dimension("batch", 2)
+      ids = {
+          k:
+              mtf.ones(mesh, mtf.Shape([batch,
+                                        mtf.Dimension("length", n)]), tf.int32)
+          for k, n in SEQ.items()
+      }
+      shared = model._shared_params(mesh, dtype)  # pylint: disable=protected-access
+      encoder_output, _ = model.encoder.call_simple(
+          ids["inputs"],
+          None,
+          False,
+          mode="eval",
+          variable_dtype=dtype,
+          sequence_id=ids["inputs"],
+          shared_params=shared)
+      memory = mtf.layers.rename_length_to_memory_length(encoder_output)
+      logits, _ = model.decoder.call_simple(
+          ids["targets"],
+          ids["targets"],
+          False,
+          mode="eval",
+          variable_dtype=dtype,
+          sequence_id=ids["targets"],
+          encoder_output=memory,
+          encoder_sequence_id=mtf.layers.rename_length_to_memory_length(
+              ids["inputs"]),
+          shared_params=shared)
+      return (_ancestor_variables(encoder_output),
+              _ancestor_variables(logits, stop=[memory]))
+
+
+def test_encoder_and_decoder_share_the_factorized_embedding():
+  """Table 1's counts: the encoder and decoder layers are separate; both
+  stacks (and the softmax) use the one factorized embedding."""
+  enc, dec = _encoder_and_decoder_variables()
+  shared = enc & dec
+  assert shared == {"shared/embedding1", "shared/embedding2"}, shared
+  assert any("self_attention" in n for n in enc - dec)
+
+
+def test_tied_variant_encoder_uses_only_decoder_variables():
+  """With make_bitransformer.encoder_name = 'decoder', every variable the
+  encoder reads is one the decoder reads (attention, feed-forward, norms)."""
+  enc, dec = _encoder_and_decoder_variables([TIED])
+  assert enc <= dec, enc - dec
+  assert any("self_attention" in n for n in enc)
+  assert any("dense_relu_dense" in n for n in enc)
+
+
+def test_stock_cli_trains(tmp_path, offline_dir):
+  """Two steps through the stock t5_mesh_transformer (installed package)."""
+  del offline_dir
+  model_dir = str(tmp_path / "model")
+  proc = run_cli([
+      "--model_dir=" + model_dir, "--module_import=mtf_arch",
+      "--gin_file=arch/albert.gin", "--gin_file=size/test.gin",
+      "--gin_file=mesh/cpu_1.gin", "--gin_file=run/pretrain.gin",
+      "--gin_file=run/cpu_quick.gin", "--gin_param=utils.run.train_steps=2",
+      "--gin_param=utils.run.batch_size=4"
+  ])
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert os.path.exists(os.path.join(model_dir, "model.ckpt-2.index"))
+  with open(os.path.join(model_dir, "operative_config.gin")) as f:
+    assert "FactorizedVocabEmbedding.inner_dimension_size = 128" in f.read()

@@ -1,0 +1,76 @@
+"""The benchmark's pure logic (bench/stats.py): no model runs, no timing."""
+
+import pytest
+
+from bench import stats
+
+
+def test_parse_steps_keeps_one_entry_per_line():
+  lines = [
+      (1.0, "INFO:tensorflow:Saving checkpoints for 0"),
+      (20.5, "step, tf_loss[9.06931686][1]"),
+      (25.5, "step, tf_loss[7.49871254][2]"),
+      (28.0, "I1128 tpu_estimator.py:2391] global_step/sec: 0.40"),
+      (30.0, "step, tf_loss[nan][2]"),  # racy step number: still a step
+      (31.0, "hf step, loss[10.250000][0]"),
+  ]
+  steps = stats.parse_steps(lines)
+  assert [t for t, _, _ in steps] == [20.5, 25.5, 30.0, 31.0]
+  assert [s for _, s, _ in steps] == [1, 2, 2, 0]
+  assert round(steps[0][2], 3) == 9.069 and steps[1][2] == 7.49871254
+  assert steps[2][2] != steps[2][2]  # nan loss parsed
+  assert steps[3][2] == 10.25
+
+
+def test_steady_rate_counts_lines_after_skip():
+  # Two slow warm-up steps, then one line every 0.5 s with racy numbers.
+  steps = [(10.0, 0, 1.0), (14.0, 1, 1.0)]
+  steps += [(20.0 + 0.5 * i, n, 1.0) for i, n in enumerate([2, 4, 4, 5, 7])]
+  assert stats.steady_rate(steps, skip=2) == pytest.approx(2.0)
+  assert stats.steady_rate(steps, skip=0) < 1.0
+  assert stats.steady_rate(steps[:3], skip=2) is None  # one kept line
+
+
+def test_summarize_median_and_spread():
+  s = stats.summarize([2.0, 1.0, None, 4.0])
+  assert (s["median"], s["min"], s["max"], s["n"]) == (2.0, 1.0, 4.0, 3)
+  assert s["spread"] == pytest.approx(1.5)
+  assert stats.summarize([None])["median"] is None
+
+
+def test_paired_ratios_pair_runs_in_order():
+  assert stats.paired_ratios([2.0, 3.0, None], [1.0, 2.0, 5.0]) == [2.0, 1.5]
+  assert stats.paired_ratios([1.0], [0.0]) == []
+
+
+def test_read_size_matches_the_gin_size_files():
+  text = ("# Tiny\n# d_kv: Table 3 lists 32\nnum_layers = 4\nd_model = 256\n"
+          "d_ff = 1024  # comment\nnum_heads = 4\nd_kv = 64\n")
+  assert stats.read_size(text) == {
+      "num_layers": 4,
+      "d_model": 256,
+      "d_ff": 1024,
+      "num_heads": 4,
+      "d_kv": 64
+  }
+  with pytest.raises(ValueError, match="d_kv"):
+    stats.read_size("num_layers = 4\nd_model = 2\nd_ff = 1\nnum_heads = 1\n")
+
+
+def test_markdown_table_shape():
+  table = stats.markdown_table(["a", "b"], [[1, stats.fmt(None)], [2, "x"]])
+  assert table.splitlines() == [
+      "| a | b |", "|---|---|", "| 1 | - |", "| 2 | x |"
+  ]
+
+
+def test_read_size_reads_the_repository_size_file():
+  from tests.conftest import REPO
+  with open("%s/gin/size/small.gin" % REPO) as f:
+    assert stats.read_size(f.read()) == {
+        "num_layers": 6,
+        "d_model": 512,
+        "d_ff": 2048,
+        "num_heads": 8,
+        "d_kv": 64
+    }

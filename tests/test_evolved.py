@@ -1,0 +1,189 @@
+"""The Evolved Transformer's decoder convolutions (mtf_arch/evolved.py).
+
+The layer runs alone on a tiny mesh, as the decoder calls it: the full pass
+with the shifted targets as `context.inputs` (0 at each sequence's first
+position) and the targets' `sequence_id`, and incremental decoding step by
+step after `first_part`. Incremental outputs must equal the full pass (they
+did not with mesh_tensorflow's layer), packed segments must not see each
+other, and the variables must be the stock layer's.
+"""
+
+import types
+
+import mesh_tensorflow as mtf
+from mesh_tensorflow.transformer import evolved_transformer
+from mesh_tensorflow.transformer import transformer
+import numpy as np
+import pytest
+import tensorflow.compat.v1 as tf
+
+from mtf_arch import evolved
+
+B, L, D = 2, 12, 8
+F32 = mtf.VariableDType(tf.float32, tf.float32, tf.float32)
+LAYERS = {
+    "stock": evolved_transformer.DecoderConvolutionalLayer,
+    "masked": evolved.DecoderConvolutionalLayer
+}
+
+
+def _context(mesh, length, mode="eval", **kwargs):
+  model = types.SimpleNamespace(model_dim=mtf.Dimension("d_model", D))
+  return transformer.Context(
+      model=model,
+      mesh=mesh,
+      batch_dims=[mtf.Dimension("batch", B)],
+      length_dim=length,
+      variable_dtype=F32,
+      mode=mode,
+      **kwargs)
+
+
+def _run(layer_cls, xs, ids, segs, decode_from=None):
+  """Calls one layer (shared weights) on each (x, ids, seg) in a full pass.
+
+  Args:
+    layer_cls: the DecoderConvolutionalLayer class.
+    xs: [B, L, D] float arrays, the layer inputs.
+    ids: [B, L] int arrays, the shifted target ids (`context.inputs`).
+    segs: [B, L] int arrays, the targets' sequence_id (0 = padding).
+    decode_from: if set, also decode xs[0] incrementally from this position,
+      after a first_part pass over the partial sequence ids[0] shifted left.
+
+  Returns:
+    (full-pass outputs [len(xs), B, L, D], incremental outputs
+     [B, L - decode_from, D] or None, {variable name: shape}).
+  """
+  layer = layer_cls(d_model=D, dropout_rate=0.0)
+  graph = tf.Graph()
+  with graph.as_default():
+    tf.set_random_seed(5)
+    mesh = mtf.Mesh(mtf.Graph(), "mesh")
+    batch, length = mtf.Dimension("batch", B), mtf.Dimension("length", L)
+
+    def imp(a, dims, dtype):
+      return mtf.import_tf_tensor(mesh, tf.constant(a, dtype), mtf.Shape(dims))
+
+    d_model = mtf.Dimension("d_model", D)
+    xs_t = [imp(x, [batch, length, d_model], tf.float32) for x in xs]
+    outs, inc = [], []
+    with tf.variable_scope("layer", reuse=tf.AUTO_REUSE):
+      for x, i, s in zip(xs_t, ids, segs):
+        ctx = _context(
+            mesh,
+            length,
+            inputs=imp(i, [batch, length], tf.int32),
+            sequence_id=imp(s, [batch, length], tf.int32))
+        outs.append(layer.call(ctx, x))  # [batch, length, d_model]
+      if decode_from is not None:
+        # As Unitransformer.sample_autoregressive: the unshifted partial
+        # sequence as inputs, sequence_id 1, then one step per position.
+        partial = np.roll(ids[0], -1, axis=1) * (np.arange(L) < decode_from)
+        first = _context(
+            mesh,
+            length,
+            mode="first_part",
+            new_states=[],
+            sequence_id=1,
+            inputs=imp(partial, [batch, length], tf.int32),
+            initial_position=mtf.constant(
+                mesh, decode_from, mtf.Shape([batch]), dtype=tf.int32))
+        layer.call(first, xs_t[0])
+        states = first.new_states
+        if decode_from == 0:  # sample_autoregressive without partial sequences
+          states = [mtf.zeros_like(t) for t in states]
+        for t in range(decode_from, L):
+          step = _context(
+              mesh,
+              length,
+              mode="incremental",
+              states=states,
+              new_states=[],
+              sequence_id=1,
+              inputs=mtf.gather(
+                  imp(ids[0], [batch, length], tf.int32), t, length),
+              position=mtf.constant(mesh, t, mtf.Shape([batch]), tf.int32))
+          inc.append(layer.call(step, mtf.gather(xs_t[0], t, length)))
+          states = step.new_states
+    impl = mtf.placement_mesh_impl.PlacementMeshImpl(
+        mtf.Shape([]), mtf.convert_to_layout_rules(""), [""])
+    lowering = mtf.Lowering(mesh.graph, {mesh: impl})
+    variables = {
+        v.name: [d.size for d in v.shape.dims]
+        for v in mesh.graph.trainable_variables
+    }
+    fetch = [lowering.export_to_tf_tensor(y) for y in outs + inc]
+    with tf.Session() as sess:
+      sess.run(tf.global_variables_initializer())
+      sess.run(lowering.copy_masters_to_slices())
+      values = sess.run(fetch)
+  n = len(outs)
+  inc_out = np.stack(values[n:], 1) if inc else None
+  return np.stack(values[:n]), inc_out, variables
+
+
+def _x(seed=0):
+  return np.random.RandomState(seed).randn(B, L, D).astype(np.float32)
+
+
+def _shifted(targets, seg):
+  """autoregressive_inputs: targets shifted right, 0 at each segment start."""
+  ids = np.zeros_like(targets)
+  ids[:, 1:] = targets[:, :-1]
+  ids[:, 1:] *= seg[:, 1:] == seg[:, :-1]
+  return ids
+
+
+TARGETS = np.array([[5, 3, 9, 4, 7, 2, 8, 6, 3, 5, 1, 0],
+                    [4, 4, 6, 2, 9, 3, 7, 5, 2, 8, 6, 1]])
+SEG = np.minimum(TARGETS, 1)
+
+
+@pytest.mark.parametrize("decode_from", [0, 3])
+def test_incremental_steps_equal_full_pass(decode_from):
+  """Step t of greedy decoding sees what the teacher-forced pass sees."""
+  (y,), inc, _ = _run(evolved.DecoderConvolutionalLayer, [_x()],
+                      [_shifted(TARGETS, SEG)], [SEG], decode_from)
+  real = SEG[:, decode_from:] != 0
+  np.testing.assert_allclose(
+      inc[real], y[:, decode_from:][real], rtol=1e-5, atol=1e-5)
+  assert np.abs(y).max() > 1e-2  # the comparison is not vacuous
+
+
+def test_stock_layer_zeroes_the_bos_position_in_the_full_pass_only():
+  """The bug this module fixes: mesh_tensorflow's layer masks by the shifted
+  ids, so position 0 (BOS, id 0) is zeroed in the full pass alone; every
+  position its 11-wide window reaches then differs."""
+  (y,), inc, _ = _run(
+      LAYERS["stock"], [_x()], [_shifted(TARGETS, SEG)], [SEG], decode_from=0)
+  gap = np.abs(inc - y).max(axis=(0, 2))  # [length]
+  assert gap[:11].min() > 1e-3, gap
+
+
+def test_packed_segments_do_not_see_each_other():
+  """A second packed example gives what it gives alone at position 0."""
+  seg = np.array([[1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 0, 0]] * B)
+  alone_seg = np.array([[1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0]] * B)
+  x = _x()
+  x_alone = np.zeros_like(x)
+  x_alone[:, :5] = x[:, 5:10]
+  targets = TARGETS * (seg != 0)
+  alone_targets = np.zeros_like(TARGETS)
+  alone_targets[:, :5] = targets[:, 5:10]
+  (packed, alone), _, _ = _run(
+      evolved.DecoderConvolutionalLayer, [x, x_alone],
+      [_shifted(targets, seg),
+       _shifted(alone_targets, alone_seg)], [seg, alone_seg])
+  np.testing.assert_allclose(
+      packed[:, 5:10], alone[:, :5], rtol=1e-5, atol=1e-5)
+
+
+def test_variables_are_the_stock_layers():
+  """Same names and shapes: the parameter count and checkpoints carry over."""
+  ids, seg = _shifted(TARGETS, SEG), SEG
+  _, _, stock = _run(LAYERS["stock"], [_x()], [ids], [seg])
+  _, _, masked = _run(LAYERS["masked"], [_x()], [ids], [seg])
+  assert masked == stock
+  # 11 + 7 + 7 per-tap depthwise weights, a depthwise bias, a pointwise
+  # kernel and bias per convolution, the layer norm's scale and bias.
+  assert len(stock) == 25 + 3 * 3 + 2, sorted(stock)

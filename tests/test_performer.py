@@ -1,0 +1,222 @@
+"""Performer (ReLU kernel): linear attention == explicit kernel attention.
+
+Checks mtf_arch.performer against a NumPy quadratic computation of the same
+kernel attention with the same random features, step-by-step incremental
+decoding against the full causal pass, and that no tensor of the built model
+is [length, length].
+"""
+
+import os
+
+import mesh_tensorflow as mtf
+from mesh_tensorflow.transformer import transformer
+import numpy as np
+import pytest
+import tensorflow.compat.v1 as tf
+
+from mtf_arch import graph
+from mtf_arch import performer
+from tests.conftest import run_cli
+
+B, L, H, D, M = 2, 7, 2, 4, 6
+EPS = 1e-3
+# Packed rows with padding (0): segments 1,2 then padding; one long segment.
+SEQ_ID = np.array([[1, 1, 1, 2, 2, 0, 0], [1, 1, 1, 1, 1, 1, 0]], np.int32)
+
+
+def _phi(x, w):
+  return np.maximum(x @ w.T / np.sqrt(w.shape[0]), 0.0) + EPS
+
+
+def _quadratic(q, k, v, w, seq_id, causal):
+  """Explicit [L, L] kernel attention. q, k, v: [B, L, H, D]."""
+  a = np.einsum("blhm,bshm->bhls", _phi(q, w), _phi(k, w))  # [B, H, L, L]
+  visible = np.ones((B, L, L), bool)
+  if seq_id is not None:
+    visible &= seq_id[:, :, None] == seq_id[:, None, :]
+  if causal:
+    visible &= np.tril(np.ones((L, L), bool))[None]
+  a = a * visible[:, None]
+  out = np.einsum("bhls,bshd->blhd", a, v)  # [B, L, H, D]
+  return out / a.sum(-1).transpose(0, 2, 1)[..., None]
+
+
+class _DecoderModel(object):
+  """The parts of a Unitransformer that a decoder layer reads."""
+  fully_autoregressive = True
+  model_dim = mtf.Dimension("d_model", 8)
+  ensemble_dim = None
+  ensemble_dims = []
+
+
+def _run_mtf(build, arrays):
+  """Builds fn(mesh, dims, *mtf_tensors) -> mtf tensor; runs it on one CPU."""
+  with tf.Graph().as_default():
+    mtf_graph = mtf.Graph()
+    mesh = mtf.Mesh(mtf_graph, "mesh")
+    dims = {
+        "batch": mtf.Dimension("batch", B),
+        "length": mtf.Dimension("length", L),
+        "heads": mtf.Dimension("heads", H),
+        "d_kv": mtf.Dimension("d_kv", D),
+        "features": mtf.Dimension(performer.FEATURES_DIM_NAME, M),
+        "d_model": _DecoderModel.model_dim,
+    }
+    tensors = []
+    for names, value in arrays:
+      tensors.append(
+          mtf.import_fully_replicated(mesh, tf.constant(value),
+                                      mtf.Shape([dims[n] for n in names])))
+    out = build(mesh, dims, *tensors)
+    mesh_impl = mtf.placement_mesh_impl.PlacementMeshImpl(
+        mtf.convert_to_shape("all:1"), mtf.convert_to_layout_rules(""), [""])
+    lowering = mtf.Lowering(mtf_graph, {mesh: mesh_impl})
+    outs = [lowering.export_to_tf_tensor(t) for t in out]
+    with tf.Session() as sess:
+      sess.run(tf.global_variables_initializer())
+      sess.run(lowering.copy_masters_to_slices())
+      return sess.run(outs)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("packed", [True, False])
+def test_linear_attention_equals_quadratic_kernel_attention(causal, packed):
+  rng = np.random.RandomState(0)
+  q, k, v = (rng.randn(B, L, H, D).astype(np.float32) for _ in range(3))
+  w = rng.randn(M, D).astype(np.float32)
+  seq_id = SEQ_ID if packed else None
+  qkv = ["batch", "length", "heads", "d_kv"]
+  arrays = [(qkv, q), (qkv, k), (qkv, v), (["features", "d_kv"], w)]
+  if packed:
+    arrays.append((["batch", "length"], seq_id))
+
+  def build(mesh, dims, q, k, v, w, seq=None):
+    del mesh
+    qf = performer.relu_features(q, w, EPS)
+    kf = performer.relu_features(k, w, EPS)
+    return [
+        performer.linear_attention(
+            qf,
+            kf,
+            v,
+            dims["length"],
+            dims["d_kv"],
+            sequence_id=seq,
+            causal=causal)
+    ]
+
+  out, = _run_mtf(build, arrays)
+  expected = _quadratic(q, k, v, w, seq_id, causal)
+  np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-5)
+  # The reference itself distinguishes the cases (the test can fail).
+  other = _quadratic(q, k, v, w, None if packed else SEQ_ID, not causal)
+  assert not np.allclose(other, expected, atol=1e-3)
+
+
+def test_random_features_orthogonal_and_redrawn_by_seed():
+  with tf.Graph().as_default(), tf.Session() as sess:
+    a, a2, b = sess.run([
+        performer.orthogonal_gaussian_features(10, 4, [3, 0]),
+        performer.orthogonal_gaussian_features(10, 4, [3, 0]),
+        performer.orthogonal_gaussian_features(10, 4, [3, 1]),
+    ])
+  assert a.shape == (10, 4)
+  np.testing.assert_array_equal(a, a2)  # stateless: same seed, same draw
+  assert not np.allclose(a, b)  # another draw (redraw_interval) differs
+  for block in (a[0:4], a[4:8]):
+    gram = block @ block.T
+    np.testing.assert_allclose(gram - np.diag(np.diag(gram)), 0, atol=1e-4)
+
+
+def test_incremental_steps_reproduce_full_causal_pass():
+  """first_part on a prefix, then one position at a time == full pass."""
+  rng = np.random.RandomState(1)
+  x_np = rng.randn(B, L, 8).astype(np.float32)
+  prefix = 3
+
+  def build(mesh, dims, x):
+    layer = performer.PerformerSelfAttention(
+        num_heads=H, key_value_size=D, num_random_features=M)
+    dtype = mtf.VariableDType(tf.float32)
+    model = _DecoderModel()
+    length_range = mtf.range(mesh, dims["length"], tf.int32)
+    common = dict(
+        model=model,
+        mesh=mesh,
+        batch_dims=[dims["batch"]],
+        length_dim=dims["length"],
+        variable_dtype=dtype)
+    with tf.variable_scope("decoder/layer"):
+      full = layer.call(
+          transformer.Context(mode="eval", position=length_range, **common), x)
+    first = transformer.Context(
+        mode="first_part",
+        position=length_range,
+        new_states=[],
+        initial_position=mtf.constant(mesh, prefix, dtype=tf.int32),
+        **common)
+    with tf.variable_scope("decoder/layer", reuse=True):
+      layer.call(first, x)
+    states = first.new_states
+    steps = []
+    for t in range(prefix, L):
+      ctx = transformer.Context(
+          mode="incremental",
+          position=mtf.constant(mesh, t, dtype=tf.int32),
+          states=states,
+          new_states=[],
+          **common)
+      with tf.variable_scope("decoder/layer", reuse=True):
+        steps.append(layer.call(ctx, mtf.gather(x, t, dims["length"])))
+      states = ctx.new_states
+    assert [s.shape.dims[-1].name for s in states
+           ] == ["d_kv", "performer_features"]
+    return [full] + steps
+
+  full, *steps = _run_mtf(build, [(["batch", "length", "d_model"], x_np)])
+  for t, step in zip(range(prefix, L), steps):
+    np.testing.assert_allclose(step, full[:, t], rtol=1e-4, atol=1e-5)
+  # Not trivially equal: outputs change along the sequence.
+  assert not np.allclose(full[:, prefix], full[:, L - 1], atol=1e-3)
+
+
+SEQ_NAMES = ("length", "memory_length", "tmp_dim_cumsum")
+
+
+def _quadratic_shapes(arch, inputs, targets):
+  """Shapes in the built training graph with two sequence dims of one size."""
+  files = [arch, "size/test.gin", "mesh/cpu_1.gin", "run/pretrain.gin"]
+  with graph.config(files, ["dropout_rate = 0.0"]):
+    g = graph.ModelGraph(300, 2, {"inputs": inputs, "targets": targets})
+  bad = set()
+  for op in g.mtf_graph.operations:
+    for t in op.outputs:
+      sizes = [d.size for d in t.shape.dims if d.name in SEQ_NAMES]
+      if len(sizes) != len(set(sizes)):
+        bad.add(str(t.shape))
+  return bad
+
+
+def test_memory_is_not_quadratic_in_length():
+  """No [length, length] tensor anywhere in the Performer's graph (the
+  vanilla Transformer's attention logits are found by the same check)."""
+  assert _quadratic_shapes("arch/transformer.gin", 64, 24)
+  assert not _quadratic_shapes("arch/performer.gin", 64, 24)
+  assert not _quadratic_shapes("arch/performer.gin", 128, 48)
+
+
+def test_stock_cli_trains(tmp_path, offline_dir):
+  """Two steps through the stock t5_mesh_transformer (installed package)."""
+  del offline_dir
+  model_dir = str(tmp_path / "model")
+  proc = run_cli([
+      "--model_dir=" + model_dir, "--module_import=mtf_arch",
+      "--gin_file=arch/performer.gin", "--gin_file=size/test.gin",
+      "--gin_file=mesh/cpu_1.gin", "--gin_file=run/pretrain.gin",
+      "--gin_file=run/cpu_quick.gin", "--gin_param=utils.run.train_steps=2",
+      "--gin_param=utils.run.batch_size=4"
+  ])
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert os.path.exists(os.path.join(model_dir, "model.ckpt-2.index"))
+  with open(os.path.join(model_dir, "operative_config.gin")) as f:
+    assert "PerformerSelfAttention.num_random_features = 256" in f.read()

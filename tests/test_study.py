@@ -1,0 +1,140 @@
+"""The study runner: a two-cell study, SIGKILL and resume, the TPU dry run."""
+
+import collections
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+from launch import study
+from mtf_arch import registry
+from tests import paper
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TWO_CELLS = """
+name = "two"
+target = "local"
+archs = ["transformer"]
+sizes = ["test", "micro_1"]
+mesh = "cpu_1"
+pretrain_steps = 4
+finetune_steps = 2
+run_files = ["run/pretrain.gin", "run/cpu_quick.gin"]
+finetune_files = ["run/finetune.gin", "run/finetune_proxy.gin"]
+gin_params = ["utils.run.batch_size = 4", "utils.run.save_checkpoints_steps = 2"]
+sequence_length = {inputs = 128, targets = 29}
+"""
+
+
+def _runner(spec_path, study_dir):
+  return [
+      sys.executable, "-m", "launch.study", spec_path, "--study_dir", study_dir,
+      "--no_analysis"
+  ]
+
+
+def _states(study_dir):
+  out = {}
+  cells = os.path.join(study_dir, "cells")
+  for cell in sorted(os.listdir(cells)) if os.path.isdir(cells) else []:
+    path = os.path.join(cells, cell, "state.json")
+    if os.path.exists(path):
+      with open(path) as f:
+        out[cell] = json.load(f)
+  return out
+
+
+def test_killed_study_resumes_with_one_record_set_per_cell(
+    tmp_path, offline_dir):
+  del offline_dir
+  spec = tmp_path / "two.toml"
+  spec.write_text(TWO_CELLS)
+  study_dir = str(tmp_path / "study")
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+  proc = subprocess.Popen(
+      _runner(str(spec), study_dir),
+      cwd=REPO,
+      env=env,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.STDOUT)
+  # Kill the runner (SIGKILL, no clean-up) once the first cell is training.
+  deadline = time.time() + 300
+  while time.time() < deadline:
+    states = _states(study_dir)
+    first = states.get("transformer-micro_1") or states.get("transformer-test")
+    if first and first.get("stage") in ("upstream_eval", "finetune"):
+      break
+    time.sleep(0.5)
+  else:
+    raise AssertionError("the study never reached its second stage")
+  os.kill(proc.pid, signal.SIGKILL)
+  proc.wait()
+  killed_states = _states(study_dir)
+  assert all(s["status"] != "done" for s in killed_states.values())
+
+  out = subprocess.run(
+      _runner(str(spec), study_dir),
+      cwd=REPO,
+      env=env,
+      capture_output=True,
+      text=True,
+      timeout=900)
+  assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+  assert re.search(r"resuming at (upstream_eval|finetune)", out.stdout)
+  states = _states(study_dir)
+  assert sorted(states) == ["transformer-micro_1", "transformer-test"]
+  assert all(s["status"] == "done" for s in states.values()), states
+  with open(os.path.join(study_dir, "results.jsonl")) as f:
+    records = [json.loads(l) for l in f]
+  keys = collections.Counter((r["size"], r["metric"]) for r in records)
+  assert max(keys.values()) == 1, keys  # never recorded twice
+  for size in ("test", "micro_1"):
+    metrics = {m for s, m in keys if s == size}
+    assert {
+        "neg_log_ppl", "glue_proxy", "superglue_proxy", "squad_proxy", "params",
+        "flops"
+    } <= metrics, (size, metrics)
+
+  # A third run finds everything done and reruns nothing.
+  again = subprocess.run(
+      _runner(str(spec), study_dir),
+      cwd=REPO,
+      env=env,
+      capture_output=True,
+      text=True,
+      timeout=300)
+  assert again.returncode == 0
+  assert "2 already done, 0 to run" in again.stdout
+
+
+def test_tpu_dry_run_prints_one_chain_per_table1_row(capsys):
+  study.main(
+      [os.path.join(REPO, "launch", "studies", "paper.toml"), "--dry_run"])
+  out = capsys.readouterr().out
+  headers = re.findall(r"^# (\S+) \((.+) (\w+), mesh/(\S+)\.gin\)$", out, re.M)
+  rows = {(model, size) for _, model, size, _ in headers}
+  expected = set()
+  for arch in registry.architectures().values():
+    for size in paper.table1_params(arch.paper_model):
+      expected.add((arch.paper_model, size))
+  assert rows == expected and len(headers) == len(expected)
+  mesh_of = {
+      "Tiny": "tpu_v3_32_mp1",
+      "Small": "tpu_v3_32_mp1",
+      "Base": "tpu_v3_32_mp1",
+      "Large": "tpu_v3_32_mp2",
+      "XL": "tpu_v3_32_mp8"
+  }
+  for _, _, size, mesh in headers:
+    assert mesh == mesh_of[size]
+  chains = out.strip().split("\n\n")
+  for chain in chains:
+    lines = chain.splitlines()
+    assert len(lines) == 5  # header + pretrain, eval, finetune, eval
+    assert all(
+        "t5_mesh_transformer --module_import=mtf_arch" in l for l in lines[1:])
+    assert "run/eval_perplexity.gin" in lines[2]
+    assert "run/finetune.gin" in lines[3] and "run/eval.gin" in lines[4]
