@@ -13,6 +13,7 @@ import tensorflow_datasets as tfds
 from mtf_arch import evaluation
 from mtf_arch import glue
 from mtf_arch import proxy_tasks
+from mtf_arch import registry
 from tests.conftest import run_cli
 
 
@@ -225,3 +226,24 @@ def test_pretrain_finetune_evaluate_offline_from_cli(tmp_path, offline_dir):
   columns = set(scores[("Transformer", "test", 10)])
   assert {"glue_proxy", "superglue_proxy", "squad_proxy"} <= columns
   assert not {"glue", "superglue", "squad"} & columns  # proxies, never GLUE
+
+
+@pytest.mark.parametrize("arch", sorted(registry.architectures()))
+def test_every_architecture_evaluates_from_cli(arch, tmp_path, offline_dir):
+  """Train 2 steps on the proxy mixture, then decode-based eval (stock CLI)."""
+  del offline_dir
+  model_dir = str(tmp_path / arch)
+  args = [
+      "--module_import=mtf_arch", "--model_dir=" + model_dir,
+      "--gin_file=arch/%s.gin" % arch, "--gin_file=size/test.gin",
+      "--gin_file=mesh/cpu_1.gin", "--gin_file=run/pretrain.gin",
+      "--gin_file=run/cpu_quick.gin", "--gin_file=run/finetune_proxy.gin",
+      "--gin_param=utils.run.train_steps = 2",
+      "--gin_param=utils.run.batch_size = 4"
+  ]
+  for extra in ([], ["--gin_file=run/eval.gin"]):
+    proc = run_cli(args + extra)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+  records = evaluation.collect_records(model_dir, arch, "test")
+  metrics = {(r["task"], r["metric"]) for r in records if r["step"] == 2}
+  assert {(proxy_tasks.PAIR, "accuracy"), (proxy_tasks.QA, "f1")} <= metrics
