@@ -1,14 +1,11 @@
 """ALBERT: one set of layer weights per stack, shared embedding and softmax."""
 
-import os
-
 import mesh_tensorflow as mtf
 from mesh_tensorflow.transformer import utils as mtf_utils
 import pytest
 import tensorflow.compat.v1 as tf
 
 from mtf_arch import graph
-from tests.conftest import run_cli
 
 SEQ = {"inputs": 16, "targets": 8}
 TIED = "make_bitransformer.encoder_name = 'decoder'"
@@ -106,20 +103,3 @@ def test_tied_variant_encoder_uses_only_decoder_variables():
   assert enc <= dec, enc - dec
   assert any("self_attention" in n for n in enc)
   assert any("dense_relu_dense" in n for n in enc)
-
-
-def test_stock_cli_trains(tmp_path, offline_dir):
-  """Two steps through the stock t5_mesh_transformer (installed package)."""
-  del offline_dir
-  model_dir = str(tmp_path / "model")
-  proc = run_cli([
-      "--model_dir=" + model_dir, "--module_import=mtf_arch",
-      "--gin_file=arch/albert.gin", "--gin_file=size/test.gin",
-      "--gin_file=mesh/cpu_1.gin", "--gin_file=run/pretrain.gin",
-      "--gin_file=run/cpu_quick.gin", "--gin_param=utils.run.train_steps=2",
-      "--gin_param=utils.run.batch_size=4"
-  ])
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  assert os.path.exists(os.path.join(model_dir, "model.ckpt-2.index"))
-  with open(os.path.join(model_dir, "operative_config.gin")) as f:
-    assert "FactorizedVocabEmbedding.inner_dimension_size = 128" in f.read()

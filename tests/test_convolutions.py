@@ -7,7 +7,6 @@ dynamic kernels that follow the current input, and for the number of
 distinct kernels. The stock CLI runs each convolutional arch for two steps.
 """
 
-import os
 import types
 
 import mesh_tensorflow as mtf
@@ -17,7 +16,6 @@ import pytest
 import tensorflow.compat.v1 as tf
 
 from mtf_arch import convolutions
-from tests.conftest import run_cli
 
 B, L, D, H = 2, 9, 8, 2
 KINDS = {
@@ -257,19 +255,3 @@ def test_distinct_kernels_equal_num_heads(kind, num_heads):
     for t in range(3):
       np.testing.assert_allclose(
           response[b, 4 + t, :, 0], w[b, 4 + t, :, 2 - t], rtol=1e-6)
-
-
-@pytest.mark.parametrize("arch", ["lconv", "dconv"])
-def test_stock_cli_trains(arch, tmp_path, offline_dir):
-  del offline_dir
-  model_dir = str(tmp_path / "model")
-  proc = run_cli([
-      "--model_dir=" + model_dir, "--module_import=mtf_arch",
-      "--gin_file=arch/%s.gin" % arch, "--gin_file=size/test.gin",
-      "--gin_file=mesh/cpu_1.gin", "--gin_file=run/pretrain.gin",
-      "--gin_file=run/cpu_quick.gin", "--gin_param=utils.run.train_steps=2",
-      "--gin_param=utils.run.batch_size=4"
-  ])
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  assert os.path.exists(os.path.join(model_dir, "model.ckpt-2.index"))
-  assert "step, tf_loss" in proc.stderr

@@ -12,6 +12,7 @@ import tensorflow_datasets as tfds
 
 from mtf_arch import evaluation
 from mtf_arch import glue
+from mtf_arch import paths
 from mtf_arch import proxy_tasks
 from mtf_arch import registry
 from tests.conftest import run_cli
@@ -244,6 +245,14 @@ def test_every_architecture_evaluates_from_cli(arch, tmp_path, offline_dir):
   for extra in ([], ["--gin_file=run/eval.gin"]):
     proc = run_cli(args + extra)
     assert proc.returncode == 0, proc.stderr[-3000:]
+  # The CLI run used what the arch file says (its bindings are operative).
+  with open(os.path.join(model_dir, "operative_config.gin")) as f:
+    operative = f.read()
+  with open(os.path.join(paths.gin_dir(), "arch", arch + ".gin")) as f:
+    bound = re.findall(r"^(?:\w+/)*(?:[\w]+\.)*(\w+\.\w+)\s*=", f.read(), re.M)
+  for name in bound:
+    if not name.startswith("run."):
+      assert name in operative, (arch, name)
   records = evaluation.collect_records(model_dir, arch, "test")
   metrics = {(r["task"], r["metric"]) for r in records if r["step"] == 2}
   assert {(proxy_tasks.PAIR, "accuracy"), (proxy_tasks.QA, "f1")} <= metrics

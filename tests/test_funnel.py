@@ -1,14 +1,11 @@
 """Funnel Transformer: the encoder output is pooled, and so are its masks."""
 
-import os
-
 import numpy as np
 import pytest
 import tensorflow.compat.v1 as tf
 
 from mtf_arch import funnel
 from mtf_arch import graph
-from tests.conftest import run_cli
 
 FILES = [
     "arch/funnel_transformer.gin", "size/test.gin", "mesh/cpu_1.gin",
@@ -89,20 +86,3 @@ def test_encoder_output_is_pooled_and_padding_masks_survive(num_layers, pooled):
   # Index positions at the pooled resolution (what T5's relative attention
   # reads), one per pooled position.
   np.testing.assert_array_equal(new_pos, np.arange(pooled))
-
-
-def test_stock_cli_trains(tmp_path, offline_dir):
-  """Two steps through the stock t5_mesh_transformer (installed package)."""
-  del offline_dir
-  model_dir = str(tmp_path / "model")
-  proc = run_cli([
-      "--model_dir=" + model_dir, "--module_import=mtf_arch",
-      "--gin_file=arch/funnel_transformer.gin", "--gin_file=size/test.gin",
-      "--gin_file=mesh/cpu_1.gin", "--gin_file=run/pretrain.gin",
-      "--gin_file=run/cpu_quick.gin", "--gin_param=utils.run.train_steps=2",
-      "--gin_param=utils.run.batch_size=4"
-  ])
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  assert os.path.exists(os.path.join(model_dir, "model.ckpt-2.index"))
-  with open(os.path.join(model_dir, "operative_config.gin")) as f:
-    assert "BitransformerFunnel" in f.read()

