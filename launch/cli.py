@@ -65,16 +65,3 @@ def run_with_progress(argv, log_path, label, total_steps=None, out=sys.stdout):
         next_report = step + max(total_steps // 10, 1)
     code = proc.wait()
   return code, seen
-
-
-def read_scalars(event_dir, tag):
-  """{step: value} of a scalar tag in the TensorBoard events of a folder."""
-  import tensorflow.compat.v1 as tf  # pylint: disable=g-import-not-at-top
-  out = {}
-  for path in sorted(
-      tf.io.gfile.glob(os.path.join(event_dir, "events.out.tfevents.*"))):
-    for event in tf.train.summary_iterator(path):
-      for value in event.summary.value:
-        if value.tag == tag:
-          out[int(event.step)] = float(value.simple_value)
-  return out

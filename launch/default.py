@@ -20,6 +20,7 @@ import os
 import sys
 
 from launch import cli
+from mtf_arch import evaluation
 
 TASK = "mtf_arch_offline_span_corruption"
 
@@ -65,7 +66,11 @@ def main(argv=None):
   candidates = [d for d in os.listdir(model_dir) if d.startswith("eval_")]
   if not os.path.isdir(eval_dir) and candidates:
     eval_dir = os.path.join(model_dir, sorted(candidates)[0])
-  nlp = cli.read_scalars(eval_dir, "neg_log_perplexity")
+  nlp = {
+      step: value
+      for step, tag, value in evaluation.read_summaries(eval_dir)
+      if tag == evaluation.UPSTREAM_METRIC
+  }
   results = {
       "arch": args.arch,
       "size": args.size,
