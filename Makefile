@@ -21,8 +21,8 @@ demo: data
 	$(BIN)/python -m launch.study $(or $(ARGS),launch/studies/mini.toml) --jobs $(JOBS)
 
 test: data
-	$(BIN)/ruff check mtf_arch mtf_arch_hook.py launch analysis tests setup.py
-	$(BIN)/yapf --diff --recursive mtf_arch mtf_arch_hook.py launch analysis tests setup.py
+	$(BIN)/ruff check mtf_arch mtf_arch_hook.py launch analysis bench tests setup.py
+	$(BIN)/yapf --diff --recursive mtf_arch mtf_arch_hook.py launch analysis bench tests setup.py
 	$(BIN)/python -m pytest -n $(JOBS) tests $(PYTEST_ARGS)
 
 setup: $(VENV)/.package-installed
@@ -43,7 +43,7 @@ data: setup
 	$(BIN)/python -m mtf_arch.corpus
 
 format: setup
-	$(BIN)/yapf --in-place --recursive mtf_arch mtf_arch_hook.py launch analysis tests setup.py
+	$(BIN)/yapf --in-place --recursive mtf_arch mtf_arch_hook.py launch analysis bench tests setup.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

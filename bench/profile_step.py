@@ -13,8 +13,9 @@ numpy: no input pipeline, no estimator hooks), and prints
 * one traced steady step (RunOptions FULL_TRACE): op time summed by op type,
   as a share of the summed op time, and the step's wall time.
 
-`--xla` turns on XLA auto-clustering (global_jit_level ON_1) in the session
-config, for comparing steady steps/s.
+`--xla` sets global_jit_level ON_1 in the session config (on CPU this alone
+clusters nothing; TF_XLA_FLAGS="--tf_xla_auto_jit=2 --tf_xla_cpu_global_jit"
+does); `--no-autostack` lowers without Mesh-TF's variable stacking.
 """
 
 import argparse
@@ -39,6 +40,10 @@ def main(argv=None):
   p.add_argument("--threads", type=int, default=2)
   p.add_argument("--xla", action="store_true")
   p.add_argument("--top", type=int, default=15)
+  p.add_argument(
+      "--no-autostack",
+      action="store_true",
+      help="utils.run.autostack = False (one variable per weight)")
   args = p.parse_args(argv)
   phases = []
   print("start-up phases:")
@@ -65,8 +70,10 @@ def main(argv=None):
   with graph.config(files):
     g = graph.ModelGraph(vocab, BATCH, SEQ)
     t = _t("build mtf graph", t, phases)
-    lowering, tf_loss, train_op = graph.lower(g, ["/cpu:0"],
-                                              mtf.optimize.AdafactorOptimizer)
+    lowering, tf_loss, train_op = graph.lower(
+        g, ["/cpu:0"],
+        mtf.optimize.AdafactorOptimizer,
+        autostack=not args.no_autostack)
   t = _t("lower to tf graph (with Adafactor)", t, phases)
   config = tf.ConfigProto(
       inter_op_parallelism_threads=args.threads,
