@@ -33,11 +33,15 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import tomllib
 
 from launch import cli
 
+# Cells run in threads (--jobs); gin's config is global to the process, so
+# the params/FLOPs count (which parses gin) runs one cell at a time.
+_GIN_LOCK = threading.Lock()
 STAGES = ("pretrain", "upstream_eval", "finetune", "downstream_eval", "records")
 # The paper's mesh per size on 16 TPU-v3 chips (Tay et al. 2022, 3.2).
 TPU_MESH = {
@@ -102,23 +106,31 @@ def cell_commands(spec, cell, cell_dir):
                             "pretrain"), os.path.join(cell_dir, "finetune"))
   steps = spec["pretrain_steps"]
   params = list(spec.get("gin_params", [])) + cell["params"]
-  pre_params = params + ["utils.run.train_steps = %d" % steps]
+  pre_params = params + list(spec.get(
+      "pretrain_params", [])) + ["utils.run.train_steps = %d" % steps]
   ft_files = files + spec["finetune_files"]
   ft_params = params + [
       "PRETRAINED_CHECKPOINT = '%s/model.ckpt-%d'" % (pre, steps),
       "finetune_train_steps.finetune_steps = %d" % spec["finetune_steps"]
   ]
   flags = spec.get("flags", [])
+  # The study records each cell's final checkpoints, so the evals read those
+  # only (gin/run/eval*.gin default to every kept checkpoint).
+  up_params = pre_params + ["utils.run.eval_checkpoint_step = %d" % steps]
+  up_params += list(spec.get("upstream_eval_params", []))
+  down_params = ft_params + [
+      "utils.run.eval_checkpoint_step = %d" % (steps + spec["finetune_steps"])
+  ]
   return {
       "pretrain":
           cli.t5_command(pre, files, pre_params, flags),
       "upstream_eval":
-          cli.t5_command(pre, files + ["run/eval_perplexity.gin"], pre_params,
+          cli.t5_command(pre, files + ["run/eval_perplexity.gin"], up_params,
                          flags),
       "finetune":
           cli.t5_command(fine, ft_files, ft_params, flags),
       "downstream_eval":
-          cli.t5_command(fine, ft_files + ["run/eval.gin"], ft_params, flags),
+          cli.t5_command(fine, ft_files + ["run/eval.gin"], down_params, flags),
   }
 
 
@@ -130,16 +142,30 @@ def _die_with_parent():
     pass
 
 
-def _run(argv, log_path):
+def _run_chain(chain, cell_dir, log_path, on_done):
+  """Runs the stages in `chain` in one `launch.cell` process.
+
+  Calls `on_done(stage)` as each stage finishes; returns the exit code.
+  """
+  from launch import cell as cell_lib  # pylint: disable=g-import-not-at-top
+  chain_path = os.path.join(cell_dir, "chain.json")
+  _write_json(chain_path, chain)
   with open(log_path, "a") as log:
-    log.write("\n$ %s\n" % " ".join(argv))
+    for stage, argv in chain:
+      log.write("\n$ %s\n" % " ".join(argv))
     log.flush()
-    return subprocess.call(
-        argv,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
-        preexec_fn=_die_with_parent)
+    proc = subprocess.Popen([sys.executable, "-m", "launch.cell", chain_path],
+                            stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT,
+                            text=True,
+                            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
+                            preexec_fn=_die_with_parent)
+    for line in proc.stdout:
+      log.write(line)
+      if line.startswith(cell_lib.DONE_MARK):
+        log.flush()
+        on_done(line[len(cell_lib.DONE_MARK):].split()[0])
+    return proc.wait()
 
 
 def cell_records(spec, cell, cell_dir):
@@ -169,11 +195,12 @@ def cell_records(spec, cell, cell_dir):
     from mtf_arch import tasks  # pylint: disable=g-import-not-at-top
     files = ["arch/%s.gin" % cell["arch"], cell["size_file"]]
     seq = spec.get("sequence_length", {"inputs": 128, "targets": 29})
-    n_params, count = flops.forward_count(
-        files,
-        spec.get("gin_params", []) + cell["params"],
-        vocab_size=tasks.OFFLINE_VOCABULARY.vocab_size,
-        sequence_length=seq)
+    with _GIN_LOCK:
+      n_params, count = flops.forward_count(
+          files,
+          spec.get("gin_params", []) + cell["params"],
+          vocab_size=tasks.OFFLINE_VOCABULARY.vocab_size,
+          sequence_length=seq)
     # FLOPs incl. one-hot lookups, the count that tracks the paper's column.
     lowered = count.matmul_flops + count.one_hot_flops
     for metric, value in (("params", n_params), ("flops", lowered)):
@@ -210,31 +237,37 @@ def run_cell(spec, cell, study_dir):
        " resuming at %s" % state["stage"] if state.get("stage") else "", log),
       flush=True)
   start = time.time()
-  for stage in STAGES:
-    if stage in state["done"]:
-      continue
-    state.update(status="running", stage=stage)
-    _write_json(state_path, state)
-    if stage == "records":
-      records = cell_records(spec, cell, cell_dir)
-      tmp = os.path.join(cell_dir, "records.jsonl")
-      with open(tmp + ".tmp", "w") as f:
-        for r in records:
-          f.write(json.dumps(r, sort_keys=True) + "\n")
-      os.replace(tmp + ".tmp", tmp)
-    else:
-      code = _run(commands[stage], log)
-      if code:
-        with open(log) as f:
-          tail = f.read()[-2000:]
-        state.update(
-            status="failed",
-            error="%s exited %d: %s" %
-            (stage, code, tail.strip().splitlines()[-1:]))
-        _write_json(state_path, state)
-        return state
+
+  def stage_done(stage):
     state["done"].append(stage)
+    later = [s for s in STAGES if s not in state["done"]]
+    state["stage"] = later[0] if later else None
     _write_json(state_path, state)
+
+  chain = [[stage, commands[stage]]
+           for stage in STAGES[:-1]
+           if stage not in state["done"]]
+  if chain:
+    state.update(status="running", stage=chain[0][0])
+    _write_json(state_path, state)
+    code = _run_chain(chain, cell_dir, log, stage_done)
+    if code:
+      with open(log) as f:
+        tail = [l for l in f.read()[-4000:].splitlines() if l.strip()]
+      state.update(
+          status="failed",
+          error="%s exited %d: %s" % (state["stage"], code, tail[-1:]))
+      _write_json(state_path, state)
+      return state
+  state.update(status="running", stage="records")
+  _write_json(state_path, state)
+  records = cell_records(spec, cell, cell_dir)
+  tmp = os.path.join(cell_dir, "records.jsonl")
+  with open(tmp + ".tmp", "w") as f:
+    for r in records:
+      f.write(json.dumps(r, sort_keys=True) + "\n")
+  os.replace(tmp + ".tmp", tmp)
+  state["done"].append("records")
   state.update(
       status="done",
       stage=None,
@@ -279,6 +312,10 @@ def run_local(spec, cells, study_dir, jobs=1):
           finished += 1
           continue
     todo.append(cell)
+  # Biggest sizes first (a study lists sizes small to large), so the longest
+  # cells do not run alone at the end.
+  order = {size: i for i, size in enumerate(spec.get("sizes") or [])}
+  todo.sort(key=lambda c: -order.get(c["size"].split("-")[0], 0))
   total = len(cells)
   print(
       "[study] %d cells, %d already done, %d to run, %d at a time" %

@@ -8,7 +8,8 @@ Importing the package (e.g. `t5_mesh_transformer --module_import=mtf_arch`):
     `--gin_file=arch/transformer.gin --gin_file=size/base.gin` resolves from
     any working directory;
   * makes `mtf_arch.errors.ConfigError` (and a missing gin file) print as one
-    clear line instead of a traceback.
+    clear line instead of a traceback, and drops gin's misleading
+    "Path not found" errors for gin files that do load from that folder.
 
 Paper: https://arxiv.org/abs/2207.10551
 """
@@ -32,3 +33,4 @@ __version__ = "0.1.0"
 
 gin.add_config_file_search_path(paths.gin_dir())
 errors.install_excepthook()
+errors.quiet_gin_probes()

@@ -9,6 +9,7 @@ binding to an unknown name.
 """
 
 import difflib
+import logging
 import os
 import re
 import sys
@@ -62,3 +63,25 @@ def excepthook(exc_type, exc, tb, _previous=sys.excepthook):
 def install_excepthook():
   if sys.excepthook is not excepthook:
     sys.excepthook = excepthook
+
+
+class _GinProbeFilter(logging.Filter):
+  """Drops gin's "Path not found" error for a file the search path finds.
+
+  gin first probes a relative `--gin_file` as a Python resource and logs an
+  ERROR when that probe fails, even when the file then loads from the
+  package's gin folder; such lines would read as failures.
+  """
+
+  def filter(self, record):
+    if record.msg != "Path not found: %s" or not record.args:
+      return True
+    from mtf_arch import paths  # pylint: disable=g-import-not-at-top
+    return not os.path.exists(os.path.join(paths.gin_dir(), record.args[0]))
+
+
+def quiet_gin_probes():
+  """Installs `_GinProbeFilter` on the root logger (once)."""
+  root = logging.getLogger()
+  if not any(isinstance(f, _GinProbeFilter) for f in root.filters):
+    root.addFilter(_GinProbeFilter())

@@ -71,11 +71,16 @@ def finetune_train_steps(batch_size,
 
 def read_summaries(event_dir):
   """[(step, tag, value)] of the scalar summaries in a folder."""
-  import tensorflow.compat.v1 as tf  # pylint: disable=g-import-not-at-top
+  # pylint: disable=g-import-not-at-top
+  import tensorflow.compat.v1 as tf
+  from tensorflow.python.util import deprecation
+  # pylint: enable=g-import-not-at-top
   out = []
   for path in sorted(
       glob.glob(os.path.join(event_dir, "events.out.tfevents.*"))):
-    for event in tf.train.summary_iterator(path):
+    with deprecation.silence():  # summary_iterator's notice, once per process
+      events = list(tf.train.summary_iterator(path))
+    for event in events:
       for value in event.summary.value:
         if value.HasField("simple_value"):
           out.append((int(event.step), value.tag, float(value.simple_value)))
