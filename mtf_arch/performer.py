@@ -16,9 +16,12 @@ google-research performer/fast_attention/tensorflow/fast_attention.py's
   S_t = sum_s phi(k_s) v_s^T,  z_t = sum_s phi(k_s),
 
 summed over the keys that query t may see: its whole segment (encoder), or the
-prefix of its segment (decoder; prefix sums). Nothing of shape [length,
-memory_length] is ever built. In incremental decoding the state is (S, z) --
-the running sums -- not the key/value history.
+prefix of its segment (decoder). Unsegmented bidirectional sums are two
+einsums; otherwise `linear_attention` goes in chunks of `chunk_size`
+positions: kernel attention inside each chunk, (S, z) carried across chunks.
+Nothing of shape [length, memory_length] (beyond one chunk) or [length, m,
+d_kv] is ever built. In incremental decoding the state is (S, z) -- the
+running sums -- not the key/value history.
 
 q, k, v and the output projection are Mesh-TF's ordinary attention
 parameters (`attention_params`), so heads split over the `model` mesh
@@ -29,10 +32,14 @@ import zlib
 
 import gin
 import mesh_tensorflow as mtf
+import numpy as np
 from mesh_tensorflow.transformer import transformer_layers
 import tensorflow.compat.v1 as tf
 
 FEATURES_DIM_NAME = "performer_features"
+# Positions attended to quadratically at a time in causal or segmented
+# attention (PerformerSelfAttention.chunk_size).
+DEFAULT_CHUNK_SIZE = 64
 
 
 def orthogonal_gaussian_features(num_features, dim, seed):
@@ -84,81 +91,153 @@ def relu_features(x, projection, numerical_stabilizer=1e-3):
   return mtf.relu(x_dash * features_dim.size**-0.5) + numerical_stabilizer
 
 
-def _segment_bounds_tf(seg):
-  """First and last index of each position's segment. seg: int [B, L]."""
-  batch, length = seg.shape.as_list()
-  new_run = tf.concat([
-      tf.ones([batch, 1], tf.int32),
-      tf.cast(tf.not_equal(seg[:, 1:], seg[:, :-1]), tf.int32)
-  ],
-                      axis=1)  # [B, L]
-  run = tf.cumsum(new_run, axis=1) - 1  # [B, L], run index within the row
-  flat_run = run + length * tf.range(batch)[:, None]  # [B, L]
-  pos = tf.tile(tf.range(length)[None, :], [batch, 1])  # [B, L]
-  first = tf.math.unsorted_segment_min(pos, flat_run, batch * length)
-  last = tf.math.unsorted_segment_max(pos, flat_run, batch * length)
-  return tf.gather(first, flat_run), tf.gather(last, flat_run)  # [B, L] each
+def _chunking(length, chunk_size):
+  """(number of chunks, chunk length <= chunk_size), least padding."""
+  num_chunks = -(-length // chunk_size)
+  return num_chunks, -(-length // num_chunks)
 
 
-def _segment_sums_tf(x, seg, num_batch_axes, causal):
-  """Per-position sums of x over the position's segment (or its prefix).
+def _runs_tf(seg, batch, length, padded):
+  """Run (segment occurrence) index of each position, int32 [B, padded].
+
+  A run starts at position 0, wherever the segment id changes, and at each
+  padding position appended beyond `length` (so padding sees nothing real).
+  seg: int [B, length] or None (one segment).
+  """
+  if seg is None:
+    change = tf.zeros([batch, length - 1], tf.bool)
+  else:
+    change = tf.not_equal(seg[:, 1:], seg[:, :-1])  # [B, L - 1]
+  starts = tf.concat([
+      tf.ones([batch, 1], tf.bool), change,
+      tf.ones([batch, padded - length], tf.bool)
+  ], 1)  # [B, padded]
+  return tf.cumsum(tf.cast(starts, tf.int32), axis=1)  # [B, padded]
+
+
+def _within_chunks(q, k, v, run, causal):
+  """Sums over the visible keys of each query's own chunk.
 
   Args:
-    x: float tf.Tensor [batch..., L, rest...].
-    seg: int tf.Tensor [batch..., L] (contiguous segment ids; padding is one
-      more segment, so it never mixes with real tokens).
-    num_batch_axes: how many leading batch axes x and seg have.
-    causal: sum over s <= t within the segment, else over the whole segment.
+    q: float [B, H, n, C, F] query features, in n chunks of C positions.
+    k: float [B, H, n, C, F] key features.
+    v: float [B, H, n, C, E] values.
+    run: int [B, 1, n, C] run indices.
+    causal: only keys at positions <= the query's.
 
   Returns:
-    a tf.Tensor shaped like x.
+    float [B, H, n, C, E]: sum_s phi(q_t).phi(k_s) v_s over those keys.
   """
-  shape = x.shape.as_list()
-  batch = 1
-  for n in shape[:num_batch_axes]:
-    batch *= n
+  visible = tf.equal(run[..., :, None], run[..., None, :])  # [B, 1, n, C, C]
+  if causal:
+    pos = tf.range(run.shape.as_list()[-1])
+    visible = tf.logical_and(visible, pos[:, None] >= pos[None, :])
+  scores = tf.matmul(q, k, transpose_b=True)  # [B, H, n, C, C]
+  return tf.matmul(scores * tf.cast(visible, q.dtype), v)  # [B, H, n, C, E]
+
+
+def _across_chunks(q, k, v, run, causal):
+  """Sums over the keys in other chunks (earlier ones if causal) of each
+  query's run.
+
+  The state S_c (sum of phi(k_s) v_s^T over the positions before chunk c in
+  the run open at its start) follows S_{c+1} = a_c S_c + U_c, with U_c the
+  sum over chunk c's positions in the run open at its end and a_c = 1 iff no
+  run starts in chunk c; a query in chunk c reads S_c iff it is in that run.
+  Bidirectional attention adds the mirror image: the state of the run open
+  at each chunk's end, over the positions after the chunk.
+  Arguments as `_within_chunks`; returns float [B, H, n, C, E].
+  """
+  if run.shape.as_list()[2] == 1:
+    return tf.zeros_like(v)
+  first, last = run[..., 0], run[..., -1]  # [B, 1, n]: open at start, end
+  none = tf.fill(tf.shape(first[..., :1]), -1)  # [B, 1, 1]
+  before = tf.concat([none, last[..., :-1]], -1)  # [B, 1, n]: open before
+  after = tf.concat([first[..., 1:], none], -1)  # [B, 1, n]: open after
+
+  def same(a, b):
+    return tf.cast(tf.equal(a, b), v.dtype)
+
+  parts = [(
+      same(run, last[..., None]),  # in U_c: the run open at the end
+      same(last, before),  # a_c: no run starts in chunk c
+      same(run, before[..., None]),  # reading S_c: in the run open before
+  )]
+  if not causal:  # the mirror image, from the last chunk back
+    parts.append((
+        same(run, first[..., None]),
+        same(first, after),
+        same(run, after[..., None]),
+    ))
+  columns = tf.concat([v * in_run[..., None] for in_run, _, _ in parts], -1)
+  updates = tf.split(tf.matmul(k, columns, transpose_a=True), len(parts),
+                     -1)  # len(parts) x [B, H, n, F, E]
+  states = []
+  for i, (_, keep, _) in enumerate(parts):  # S_0 = 0, S_c+1 = a_c S_c + U_c
+    u = tf.unstack(updates[i], axis=2)  # n x [B, H, F, E]
+    a = tf.unstack(keep[..., None, None], axis=2)  # n x [B, 1, 1, 1]
+    order = list(range(len(u)))[::-1 if i else 1]  # mirror: last to first
+    part = {order[0]: tf.zeros_like(u[0])}  # [B, H, F, E] each
+    for prev, c in zip(order, order[1:]):
+      part[c] = a[prev] * part[prev] + u[prev]
+    states.append(tf.stack([part[c] for c in range(len(u))], 2))
+  states = tf.concat(states, -1)  # [B, H, n, F, E * len(parts)]
+  reads = tf.split(tf.matmul(q, states), len(parts),
+                   -1)  # len(parts) x [B, H, n, C, E]
+  return tf.add_n([
+      r * sees[..., None] for r, (_, _, sees) in zip(reads, parts)
+  ])  # [B, H, n, C, E]
+
+
+def _chunked_attention_tf(q, k, v, seg, num_batch_axes, causal, chunk_size):
+  """Exact kernel attention over segments, chunk by chunk, in TensorFlow.
+
+  Memory O(length * chunk_size + length / chunk_size * features * d_kv)
+  per head: never [length, features, d_kv], nor [length, length] for a
+  length over chunk_size.
+
+  Args:
+    q: float [batch..., L, heads..., F] query features.
+    k: float, q's shape: key features.
+    v: float [batch..., L, heads..., D] values.
+    seg: int [batch..., L] segment ids, or None (one segment).
+    num_batch_axes: the number of leading batch axes.
+    causal: a query sees keys at positions <= its own (else all its segment).
+    chunk_size: the largest chunk.
+
+  Returns:
+    float, v's shape: the attention output.
+  """
+  out_shape = v.shape.as_list()
+  shape = q.shape.as_list()
+  batch = int(np.prod(shape[:num_batch_axes]))
   length = shape[num_batch_axes]
-  x3 = tf.reshape(x, [batch, length, -1])  # [B, L, rest]
-  start, end = _segment_bounds_tf(tf.reshape(seg, [batch, length]))
-  inclusive = tf.cumsum(x3, axis=1)  # [B, L, rest]
-  before_start = tf.gather(
-      inclusive - x3, start, axis=1, batch_dims=1)  # [B, L, rest]
-  upto = inclusive if causal else tf.gather(
-      inclusive, end, axis=1, batch_dims=1)  # [B, L, rest]
-  return tf.reshape(upto - before_start, shape)  # [batch..., L, rest...]
+  heads = int(np.prod(shape[num_batch_axes + 1:-1]))
+  num_chunks, chunk = _chunking(length, chunk_size)
+  padded = num_chunks * chunk
+  v = tf.reshape(v, [batch, length, heads, -1])  # [B, L, H, D]
+  v = tf.concat([v, tf.ones_like(v[..., :1])], -1)  # [B, L, H, E = D + 1]
 
+  def chunks(x):  # [B, L, H, X] -> [B, H, n, C, X], zero-padded
+    x = tf.reshape(x, [batch, length, heads, -1])
+    x = tf.pad(x, [[0, 0], [0, padded - length], [0, 0], [0, 0]])
+    x = tf.reshape(x, [batch, num_chunks, chunk, heads, -1])
+    return tf.transpose(x, [0, 3, 1, 2, 4])
 
-def prefix_or_segment_sums(x, length_dim, sequence_id=None, causal=True):
-  """Sums over keys visible from each position, in O(length) memory.
-
-  A slice-wise tf.cumsum (mtf.cumsum builds a [length, length] mask).
-
-  Args:
-    x: an mtf.Tensor whose dimensions start with the batch dimensions
-      followed by `length_dim`.
-    length_dim: the sequence mtf.Dimension (not split over the mesh).
-    sequence_id: optional int mtf.Tensor [batch..., length] of segment ids.
-    causal: prefix (s <= t) or whole-segment sums.
-
-  Returns:
-    an mtf.Tensor shaped like x.
-  """
-  axis = x.shape.dims.index(length_dim)
-  splittable = [d for d in x.shape.dims if d != length_dim]
-  if sequence_id is None:
-    return mtf.slicewise(
-        lambda t: tf.cumsum(t, axis=axis), [x],
-        output_shape=x.shape,
-        splittable_dims=splittable,
-        name="performer_prefix_sum")
-  if sequence_id.shape.dims != x.shape.dims[:axis + 1]:
-    raise ValueError("sequence_id %s must be x's leading dims %s" %
-                     (sequence_id.shape, x.shape))
-  return mtf.slicewise(
-      lambda t, s: _segment_sums_tf(t, s, axis, causal), [x, sequence_id],
-      output_shape=x.shape,
-      splittable_dims=splittable,
-      name="performer_segment_sum")
+  q, k, v = chunks(q), chunks(k), chunks(v)
+  if seg is not None:
+    seg = tf.reshape(seg, [batch, length])
+  run = tf.reshape(
+      _runs_tf(seg, batch, length, padded),
+      [batch, 1, num_chunks, chunk])  # [B, 1, n, C]
+  sums = (_within_chunks(q, k, v, run, causal) +
+          _across_chunks(q, k, v, run, causal))  # [B, H, n, C, E]
+  sums = tf.reshape(sums, [batch, heads, padded, -1])  # [B, H, Lp, E]
+  if padded > length:
+    sums = tf.split(sums, [length, padded - length], 2)[0]  # [B, H, L, E]
+  numerator, denominator = tf.split(sums, [out_shape[-1], 1], -1)
+  out = numerator / denominator  # [B, H, L, D]
+  return tf.reshape(tf.transpose(out, [0, 2, 1, 3]), out_shape)
 
 
 def linear_attention(q_features,
@@ -167,42 +246,68 @@ def linear_attention(q_features,
                      length_dim,
                      kv_dim,
                      sequence_id=None,
-                     causal=False):
+                     causal=False,
+                     chunk_size=DEFAULT_CHUNK_SIZE):
   """Kernel attention sum_s phi(q_t).phi(k_s) v_s / sum_s phi(q_t).phi(k_s).
 
+  Bidirectional attention without segments takes two einsums over the whole
+  sequence; causal or segmented attention goes chunk by chunk
+  (`_chunked_attention_tf`, one slice-wise TensorFlow function whose
+  gradient is TensorFlow's).
+
   Args:
-    q_features: mtf.Tensor [batch..., length, heads, performer_features].
+    q_features: mtf.Tensor [batch..., length, heads..., performer_features].
     k_features: same shape as q_features.
-    v: mtf.Tensor [batch..., length, heads, d_kv].
-    length_dim: the length dimension shared by all three.
+    v: mtf.Tensor [batch..., length, heads..., d_kv].
+    length_dim: the length dimension shared by all three (not split).
     kv_dim: the d_kv dimension of v.
     sequence_id: optional int mtf.Tensor [batch..., length]: a query sees
       only keys of its own segment (packing, padding).
     causal: a query sees only keys at positions <= its own.
+    chunk_size: the largest chunk of positions attended to quadratically.
 
   Returns:
-    an mtf.Tensor [batch..., length, heads, d_kv].
+    an mtf.Tensor [batch..., length, heads..., d_kv].
   """
   features_dim = q_features.shape.dims[-1]
-  out_shape = v.shape
+  out_shape = mtf.Shape(q_features.shape.dims[:-1] + [kv_dim])
   if sequence_id is None and not causal:
     kv = mtf.einsum([k_features, v],
                     output_shape=k_features.shape - length_dim +
                     kv_dim)  # [batch, heads, features, d_kv]
     k_sum = mtf.reduce_sum(
         k_features, reduced_dim=length_dim)  # [batch, heads, features]
-  else:
-    kv = mtf.einsum([k_features, v], output_shape=k_features.shape +
-                    kv_dim)  # [batch, length, heads, features, d_kv]
-    kv = prefix_or_segment_sums(kv, length_dim, sequence_id, causal)
-    k_sum = prefix_or_segment_sums(k_features, length_dim, sequence_id,
-                                   causal)  # [batch, length, heads, features]
-  numerator = mtf.einsum([q_features, kv],
-                         output_shape=out_shape)  # [batch, length, heads, d_kv]
-  denominator = mtf.einsum([q_features, k_sum],
-                           output_shape=q_features.shape -
-                           features_dim)  # [batch, length, heads]
-  return numerator / denominator
+    numerator = mtf.einsum(
+        [q_features, kv],
+        output_shape=out_shape)  # [batch, length, heads, d_kv]
+    denominator = mtf.einsum([q_features, k_sum],
+                             output_shape=q_features.shape -
+                             features_dim)  # [batch, length, heads]
+    return numerator / denominator
+  if k_features.shape != q_features.shape:
+    k_features = mtf.transpose(k_features, q_features.shape)
+  if v.shape != out_shape:
+    v = mtf.transpose(v, out_shape)  # [batch, length, heads, d_kv]
+  axis = q_features.shape.dims.index(length_dim)
+  inputs = [q_features, k_features, v]
+  if sequence_id is not None:
+    if sequence_id.shape.dims != q_features.shape.dims[:axis + 1]:
+      raise ValueError("sequence_id %s must be the leading dims of %s" %
+                       (sequence_id.shape, q_features.shape))
+    inputs.append(sequence_id)
+
+  def fn(q, k, v, seg=None):
+    return _chunked_attention_tf(q, k, v, seg, axis, causal, chunk_size)
+
+  return mtf.slicewise(
+      fn,
+      inputs,
+      output_shape=out_shape,
+      output_dtype=v.dtype,
+      splittable_dims=[
+          d for d in q_features.shape.dims[:-1] if d != length_dim
+      ],
+      name="performer_chunked_attention")
 
 
 @gin.configurable
@@ -223,6 +328,7 @@ class PerformerSelfAttention(transformer_layers.SelfAttention):
                redraw_interval=0,
                numerical_stabilizer=1e-3,
                feature_seed=0,
+               chunk_size=DEFAULT_CHUNK_SIZE,
                **kwargs):
     """Records the hyperparameters.
 
@@ -233,6 +339,8 @@ class PerformerSelfAttention(transformer_layers.SelfAttention):
       numerical_stabilizer: eps added to the ReLU features.
       feature_seed: added to the per-layer seed (a hash of the layer's
         variable scope), to draw a different set of features.
+      chunk_size: positions per chunk in causal or segmented attention
+        (`linear_attention`); changes the speed, not the result.
       **kwargs: SelfAttention's arguments (num_heads, key_value_size, ...).
     """
     super().__init__(**kwargs)
@@ -244,6 +352,7 @@ class PerformerSelfAttention(transformer_layers.SelfAttention):
     self.redraw_interval = redraw_interval
     self.numerical_stabilizer = numerical_stabilizer
     self.feature_seed = feature_seed
+    self.chunk_size = chunk_size
 
   @property
   def features_dim(self):
@@ -315,7 +424,8 @@ class PerformerSelfAttention(transformer_layers.SelfAttention):
           context.length_dim,
           self.kv_dim,
           sequence_id=sequence_id,
-          causal=causal)
+          causal=causal,
+          chunk_size=self.chunk_size)
       if context.mode == "first_part":
         # The state after the given prefix: sums over positions before
         # initial_position (decoding then continues from there).

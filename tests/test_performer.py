@@ -46,8 +46,9 @@ class _DecoderModel(object):
   ensemble_dims = []
 
 
-def _run_mtf(build, arrays):
-  """Builds fn(mesh, dims, *mtf_tensors) -> mtf tensor; runs it on one CPU."""
+def _run_mtf(build, arrays, mesh_shape="all:1", layout=""):
+  """Builds fn(mesh, dims, *mtf_tensors) -> mtf tensors; runs them on CPU
+  (one slice unless `mesh_shape` and `layout` split it)."""
   with tf.Graph().as_default():
     mtf_graph = mtf.Graph()
     mesh = mtf.Mesh(mtf_graph, "mesh")
@@ -65,8 +66,9 @@ def _run_mtf(build, arrays):
           mtf.import_fully_replicated(mesh, tf.constant(value),
                                       mtf.Shape([dims[n] for n in names])))
     out = build(mesh, dims, *tensors)
+    mesh_shape = mtf.convert_to_shape(mesh_shape)
     mesh_impl = mtf.placement_mesh_impl.PlacementMeshImpl(
-        mtf.convert_to_shape("all:1"), mtf.convert_to_layout_rules(""), [""])
+        mesh_shape, mtf.convert_to_layout_rules(layout), [""] * mesh_shape.size)
     lowering = mtf.Lowering(mtf_graph, {mesh: mesh_impl})
     outs = [lowering.export_to_tf_tensor(t) for t in out]
     with tf.Session() as sess:
@@ -75,32 +77,45 @@ def _run_mtf(build, arrays):
       return sess.run(outs)
 
 
-@pytest.mark.parametrize("causal", [False, True])
-@pytest.mark.parametrize("packed", [True, False])
-def test_linear_attention_equals_quadratic_kernel_attention(causal, packed):
-  rng = np.random.RandomState(0)
+def _inputs(seed, packed):
+  """Random q, k, v, w and (packed) SEQ_ID as _run_mtf arrays."""
+  rng = np.random.RandomState(seed)
   q, k, v = (rng.randn(B, L, H, D).astype(np.float32) for _ in range(3))
   w = rng.randn(M, D).astype(np.float32)
-  seq_id = SEQ_ID if packed else None
   qkv = ["batch", "length", "heads", "d_kv"]
   arrays = [(qkv, q), (qkv, k), (qkv, v), (["features", "d_kv"], w)]
   if packed:
-    arrays.append((["batch", "length"], seq_id))
+    arrays.append((["batch", "length"], SEQ_ID))
+  return (q, k, v, w), arrays
+
+
+def _mtf_attention(dims, q, k, v, w, seq, causal, chunk_size):
+  qf = performer.relu_features(q, w, EPS)
+  kf = performer.relu_features(k, w, EPS)
+  return performer.linear_attention(
+      qf,
+      kf,
+      v,
+      dims["length"],
+      dims["d_kv"],
+      sequence_id=seq,
+      causal=causal,
+      chunk_size=chunk_size)
+
+
+# 64: one chunk; 4: two, the second padded; 3 and 2: segments and padding
+# crossing chunk boundaries, a segment spanning three chunks.
+@pytest.mark.parametrize("chunk_size", [64, 4, 3, 2])
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("packed", [True, False])
+def test_linear_attention_equals_quadratic_kernel_attention(
+    causal, packed, chunk_size):
+  (q, k, v, w), arrays = _inputs(0, packed)
+  seq_id = SEQ_ID if packed else None
 
   def build(mesh, dims, q, k, v, w, seq=None):
     del mesh
-    qf = performer.relu_features(q, w, EPS)
-    kf = performer.relu_features(k, w, EPS)
-    return [
-        performer.linear_attention(
-            qf,
-            kf,
-            v,
-            dims["length"],
-            dims["d_kv"],
-            sequence_id=seq,
-            causal=causal)
-    ]
+    return [_mtf_attention(dims, q, k, v, w, seq, causal, chunk_size)]
 
   out, = _run_mtf(build, arrays)
   expected = _quadratic(q, k, v, w, seq_id, causal)
@@ -108,6 +123,62 @@ def test_linear_attention_equals_quadratic_kernel_attention(causal, packed):
   # The reference itself distinguishes the cases (the test can fail).
   other = _quadratic(q, k, v, w, None if packed else SEQ_ID, not causal)
   assert not np.allclose(other, expected, atol=1e-3)
+
+
+def test_linear_attention_split_over_batch_and_heads():
+  """Slice-wise on a 2 x 2 mesh (batch and heads split) == quadratic."""
+  (q, k, v, w), arrays = _inputs(2, True)
+  for causal in (False, True):
+
+    def build(mesh, dims, q, k, v, w, seq):
+      del mesh
+      return [_mtf_attention(dims, q, k, v, w, seq, causal, 3)]
+
+    out, = _run_mtf(build, arrays, "b1:2;b2:2", "batch:b1;heads:b2")
+    np.testing.assert_allclose(
+        out, _quadratic(q, k, v, w, SEQ_ID, causal), rtol=1e-4, atol=1e-5)
+
+
+def _tf_quadratic_gradients(q, k, v, w, r, seq_id, causal):
+  """d sum(out * r) / d(q, k, v) of explicit [L, L] attention in plain TF."""
+  with tf.Graph().as_default(), tf.Session() as sess:
+    q, k, v = (tf.constant(x) for x in (q, k, v))
+
+    def phi(x):
+      return tf.nn.relu(tf.einsum("blhd,md->blhm", x, w) / np.sqrt(M)) + EPS
+
+    a = tf.einsum("blhm,bshm->bhls", phi(q), phi(k))  # [B, H, L, L]
+    visible = np.ones((B, L, L), bool)
+    if seq_id is not None:
+      visible &= seq_id[:, :, None] == seq_id[:, None, :]
+    if causal:
+      visible &= np.tril(np.ones((L, L), bool))[None]
+    a *= visible[:, None].astype(np.float32)
+    out = tf.einsum("bhls,bshd->blhd", a, v) / tf.transpose(
+        tf.reduce_sum(a, -1), [0, 2, 1])[..., None]  # [B, L, H, D]
+    return sess.run(tf.gradients(tf.reduce_sum(out * r), [q, k, v]))
+
+
+@pytest.mark.parametrize("chunk_size", [64, 3])
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("packed", [True, False])
+def test_linear_attention_gradients_equal_quadratic(causal, packed, chunk_size):
+  """Mesh-TF's gradients through the chunked path (training uses them)."""
+  (q, k, v, w), arrays = _inputs(3, packed)
+  r = np.random.RandomState(4).randn(B, L, H, D).astype(np.float32)
+  arrays.insert(4, (["batch", "length", "heads", "d_kv"], r))
+
+  def build(mesh, dims, q, k, v, w, r, seq=None):
+    del mesh
+    out = _mtf_attention(dims, q, k, v, w, seq, causal, chunk_size)
+    return mtf.gradients([mtf.reduce_sum(out * r)], [q, k, v])
+
+  grads = _run_mtf(build, arrays)
+  expected = _tf_quadratic_gradients(q, k, v, w, r, SEQ_ID if packed else None,
+                                     causal)
+  for got, want in zip(grads, expected):
+    assert np.abs(want).max() > 1e-3
+    np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-5)
 
 
 def test_random_features_orthogonal_and_redrawn_by_seed():
