@@ -349,6 +349,46 @@ def summarize_size(runs, size, dtype, peak_flops, flops_per_step):
   return out
 
 
+def loss_agreement(runs):
+  """bfloat16 against float32 loss curves, per size and side.
+
+  Per (size, side): the mean training loss over the second half of the steps
+  in each dtype (median over repeats), the largest per-step gap between the
+  first float32 and the first bfloat16 run, and, as the yardstick, the
+  largest per-step gap between two float32 runs (how much two runs of one
+  configuration differ anyway).
+  """
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  rows = []
+  keys = sorted({(r["size"], r["side"]) for r in runs})
+  for size, side in keys:
+    curves = {}
+    for r in sorted(runs, key=lambda r: r["rep"]):
+      if r["size"] == size and r["side"] == side and r["losses"]:
+        curves.setdefault(r["dtype"], []).append(r["losses"])
+    if "float32" not in curves or "bfloat16" not in curves:
+      continue
+
+    def tail(c):
+      return float(np.mean(c[len(c) // 2:]))
+
+    def gap(a, b):
+      n = min(len(a), len(b))
+      return float(np.max(np.abs(np.array(a[:n]) - np.array(b[:n]))))
+
+    fp32, bf16 = curves["float32"], curves["bfloat16"]
+    rows.append({
+        "size": size,
+        "side": side,
+        "float32_tail_loss": float(np.median([tail(c) for c in fp32])),
+        "bfloat16_tail_loss": float(np.median([tail(c) for c in bf16])),
+        "max_step_gap": gap(fp32[0], bf16[0]),
+        "float32_repeat_gap": gap(fp32[0], fp32[1]) if len(fp32) > 1 else None,
+        "steps": min(len(fp32[0]), len(bf16[0])),
+    })
+  return rows
+
+
 def _cell(summary, pattern):
   if summary["median"] is None:
     return "-"
@@ -403,6 +443,23 @@ def markdown(report):
       ], rows))
   if report.get("hf_skipped"):
     lines += ["", "PyTorch side skipped: %s" % report["hf_skipped"]]
+  if report.get("loss_agreement"):
+    lines += [
+        "", "Loss curves, bfloat16 activations (PyTorch: autocast) against "
+        "float32 (bench.run.loss_agreement):", ""
+    ]
+    lines.append(
+        stats.markdown_table([
+            "size", "side", "steps", "fp32 loss, 2nd half",
+            "bf16 loss, 2nd half", "max step gap bf16-fp32",
+            "max step gap fp32-fp32"
+        ], [[
+            a["size"], a["side"], a["steps"],
+            "%.3f" % a["float32_tail_loss"],
+            "%.3f" % a["bfloat16_tail_loss"],
+            "%.3f" % a["max_step_gap"],
+            stats.fmt(a["float32_repeat_gap"], "%.3f")
+        ] for a in report["loss_agreement"]]))
   if report.get("archs"):
     lines += [
         "",
@@ -504,6 +561,7 @@ def main(argv=None):
       "matmul_peak": peak,
       "hf_skipped": hf_skipped,
       "sizes": sizes,
+      "loss_agreement": loss_agreement(runs),
       "runs": runs,
       "archs": archs,
   }

@@ -52,6 +52,15 @@ TPU_MESH = {
     "xl": "tpu_v3_32_mp8"
 }
 
+_PRINT_LOCK = threading.Lock()
+
+
+def _say(line):
+  """Prints one whole line (cells report from several threads)."""
+  with _PRINT_LOCK:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
 
 def _write_json(path, obj):
   tmp = path + ".tmp"
@@ -142,11 +151,16 @@ def _die_with_parent():
     pass
 
 
-def _run_chain(chain, cell_dir, log_path, on_done):
+def _run_chain(chain, cell_dir, log_path, on_done, threads=None):
   """Runs the stages in `chain` in one `launch.cell` process.
 
   Calls `on_done(stage)` as each stage finishes; returns the exit code.
+  `threads` caps TensorFlow's intra-op threads (cells running side by side
+  then do not oversubscribe the cores); None keeps TensorFlow's default.
   """
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+  if threads:
+    env.setdefault("TF_NUM_INTRAOP_THREADS", str(threads))
   from launch import cell as cell_lib  # pylint: disable=g-import-not-at-top
   chain_path = os.path.join(cell_dir, "chain.json")
   _write_json(chain_path, chain)
@@ -214,11 +228,11 @@ def cell_records(spec, cell, cell_dir):
           "protocol": cell["protocol"]
       })
   except Exception as e:  # pylint: disable=broad-except
-    print("[study] %s: no params/FLOPs (%s)" % (cell["id"], e), flush=True)
+    _say("[study] %s: no params/FLOPs (%s)" % (cell["id"], e))
   return out
 
 
-def run_cell(spec, cell, study_dir):
+def run_cell(spec, cell, study_dir, threads=None):
   """Runs (or resumes) one cell; returns its final state dict."""
   cell_dir = os.path.join(study_dir, "cells", cell["id"])
   os.makedirs(cell_dir, exist_ok=True)
@@ -231,11 +245,9 @@ def run_cell(spec, cell, study_dir):
     return state
   commands = cell_commands(spec, cell, cell_dir)
   log = os.path.join(cell_dir, "run.log")
-  print(
-      "[study] start  %s%s  (log: %s)" %
-      (cell["id"],
-       " resuming at %s" % state["stage"] if state.get("stage") else "", log),
-      flush=True)
+  _say("[study] start  %s%s  (log: %s)" %
+       (cell["id"],
+        " resuming at %s" % state["stage"] if state.get("stage") else "", log))
   start = time.time()
 
   def stage_done(stage):
@@ -250,7 +262,7 @@ def run_cell(spec, cell, study_dir):
   if chain:
     state.update(status="running", stage=chain[0][0])
     _write_json(state_path, state)
-    code = _run_chain(chain, cell_dir, log, stage_done)
+    code = _run_chain(chain, cell_dir, log, stage_done, threads)
     if code:
       with open(log) as f:
         tail = [l for l in f.read()[-4000:].splitlines() if l.strip()]
@@ -321,11 +333,13 @@ def run_local(spec, cells, study_dir, jobs=1):
       "[study] %d cells, %d already done, %d to run, %d at a time" %
       (total, finished, len(todo), jobs),
       flush=True)
+  # Each of `jobs` cells gets an equal share of the cores.
+  threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
   ran = 0
   with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
     futures = {}
     for cell in todo:
-      futures[pool.submit(run_cell, spec, cell, study_dir)] = cell
+      futures[pool.submit(run_cell, spec, cell, study_dir, threads)] = cell
     for future in concurrent.futures.as_completed(futures):
       cell, state = futures[future], future.result()
       finished += 1
@@ -334,11 +348,9 @@ def run_local(spec, cells, study_dir, jobs=1):
       eta = elapsed / ran * (total - finished)
       if state["status"] == "failed":
         failed.append((cell["id"], state.get("error")))
-      print(
-          "[study] %-40s %-6s  %d/%d done  elapsed %s  eta %s" %
-          (cell["id"], state["status"], finished, total, _fmt(elapsed),
-           _fmt(eta)),
-          flush=True)
+      _say("[study] %-40s %-6s  %d/%d done  elapsed %s  eta %s" %
+           (cell["id"], state["status"], finished, total, _fmt(elapsed),
+            _fmt(eta)))
   results = collect(study_dir, cells)
   print("[study] results: %s" % results, flush=True)
   if failed:
@@ -346,6 +358,35 @@ def run_local(spec, cells, study_dir, jobs=1):
     for cell_id, error in failed:
       print("  %s: %s" % (cell_id, error))
   return results, failed
+
+
+def print_summary(results_path, sizes):
+  """Prints validation neg. log-perplexity per architecture and size.
+
+  One row per model, sizes in the study's order (small to large), then
+  whether the loss falls with every step up in size.
+  """
+  table = {}
+  with open(results_path) as f:
+    for line in f:
+      r = json.loads(line)
+      if r["metric"] == "neg_log_ppl":
+        table.setdefault(r["model"], {})[r["size"]] = r["value"]
+  if not table or not isinstance(sizes, list):
+    return
+  print("[study] validation negative log-perplexity (higher is better):")
+  print("  %-22s %s  bigger is better" %
+        ("model", " ".join("%9s" % s for s in sizes)))
+  ordered = 0
+  for model in sorted(table):
+    values = [table[model].get(s) for s in sizes]
+    cells = " ".join("%9s" % ("-" if v is None else "%.3f" % v) for v in values)
+    known = [v for v in values if v is not None]
+    rising = len(known) > 1 and all(a < b for a, b in zip(known, known[1:]))
+    ordered += rising
+    print("  %-22s %s  %s" % (model, cells, "yes" if rising else "no"))
+  print("[study] %d of %d models improve at every larger size" %
+        (ordered, len(table)))
 
 
 def print_best(analysis_dir):
@@ -405,7 +446,9 @@ def main(argv=None):
     for cell in cells:
       cell["mesh"] = "gpu_1"
   os.makedirs(study_dir, exist_ok=True)
+  start = time.time()
   results, failed = run_local(spec, cells, study_dir, args.jobs)
+  print_summary(results, spec.get("sizes"))
   if not args.no_analysis:
     out = os.path.join(study_dir, "analysis")
     code = subprocess.call(
@@ -414,6 +457,7 @@ def main(argv=None):
         "[study] analysis %s: %s" % ("written" if code == 0 else "failed", out),
         flush=True)
     print_best(out)
+  print("[study] finished in %s: %s" % (_fmt(time.time() - start), study_dir))
   sys.exit(1 if failed else 0)
 
 

@@ -74,3 +74,29 @@ def test_read_size_reads_the_repository_size_file():
         "num_heads": 8,
         "d_kv": 64
     }
+
+
+def test_loss_agreement_compares_dtypes_against_the_float32_yardstick():
+  from bench import run
+
+  def r(dtype, rep, losses, side="mtf"):
+    return {
+        "size": "tiny",
+        "side": side,
+        "dtype": dtype,
+        "rep": rep,
+        "losses": losses
+    }
+
+  runs = [
+      r("float32", 0, [9.0, 8.0, 7.0, 6.0]),
+      r("float32", 1, [9.0, 8.1, 7.0, 6.2]),
+      r("bfloat16", 0, [9.1, 8.0, 7.5, 6.0]),
+      r("float32", 0, [9.0, 8.0], side="hf"),  # no bfloat16 run: no row
+  ]
+  (row,) = run.loss_agreement(runs)
+  assert (row["size"], row["side"], row["steps"]) == ("tiny", "mtf", 4)
+  assert abs(row["max_step_gap"] - 0.5) < 1e-9
+  assert abs(row["float32_repeat_gap"] - 0.2) < 1e-9
+  assert abs(row["float32_tail_loss"] - 6.55) < 1e-9  # median of 6.5, 6.6
+  assert abs(row["bfloat16_tail_loss"] - 6.75) < 1e-9

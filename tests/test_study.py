@@ -138,3 +138,27 @@ def test_tpu_dry_run_prints_one_chain_per_table1_row(capsys):
         "t5_mesh_transformer --module_import=mtf_arch" in l for l in lines[1:])
     assert "run/eval_perplexity.gin" in lines[2]
     assert "run/finetune.gin" in lines[3] and "run/eval.gin" in lines[4]
+
+
+def test_summary_table_flags_models_whose_loss_does_not_fall(tmp_path, capsys):
+  rows = [
+      ("A", "micro_1", -5.3), ("A", "micro_2", -5.1), ("A", "micro_3", -5.0),
+      ("B", "micro_1", -5.2), ("B", "micro_2", -5.0), ("B", "micro_3", -5.1),
+      ("A", "micro_1", 40.0)
+  ]
+  path = tmp_path / "results.jsonl"
+  with open(path, "w") as f:
+    for i, (model, size, value) in enumerate(rows):
+      metric = "glue_proxy" if i == len(rows) - 1 else "neg_log_ppl"
+      f.write(
+          json.dumps({
+              "model": model,
+              "size": size,
+              "metric": metric,
+              "value": value
+          }) + "\n")
+  study.print_summary(str(path), ["micro_1", "micro_2", "micro_3"])
+  out = capsys.readouterr().out
+  assert re.search(r"\n  A +-5\.300 +-5\.100 +-5\.000 +yes\n", out), out
+  assert re.search(r"\n  B +-5\.200 +-5\.000 +-5\.100 +no\n", out), out
+  assert "1 of 2 models improve at every larger size" in out

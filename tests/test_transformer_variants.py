@@ -33,10 +33,13 @@ def _softmax(x, axis=-1):
   return e / e.sum(axis=axis, keepdims=True)
 
 
-@pytest.mark.parametrize("mesh_shape", ["model:1", "model:2"])
-def test_mixture_of_softmaxes_matches_numpy(mesh_shape):
+@pytest.mark.parametrize("mesh_shape,scaled", [("model:1", False),
+                                               ("model:2", False),
+                                               ("model:1", True)])
+def test_mixture_of_softmaxes_matches_numpy(mesh_shape, scaled):
   """exp(logits) is the NumPy mixture sum_k pi_k softmax(E tanh(C_k h)), a
-  proper distribution over the vocabulary (also with vocab split in two)."""
+  proper distribution over the vocabulary (also with vocab split in two, and
+  with the component logits scaled by d^-0.5)."""
   import mesh_tensorflow as mtf
   import tensorflow.compat.v1 as tf
   from mtf_arch import mos
@@ -54,7 +57,8 @@ def test_mixture_of_softmaxes_matches_numpy(mesh_shape):
         mtf.VariableDType(tf.float32),
         name="embedding",
         ensemble_dim=None,
-        num_softmaxes=k)
+        num_softmaxes=k,
+        scale_component_logits=scaled)
     assert len(g.trainable_variables) == 1  # softmax weights come lazily
     h_np = np.random.RandomState(0).randn(batch, d).astype(np.float32)
     h = mtf.import_fully_replicated(
@@ -69,6 +73,8 @@ def test_mixture_of_softmaxes_matches_numpy(mesh_shape):
   hs = h_np * d**-0.5
   prior = _softmax(hs @ w.T)  # [batch, k]
   contexts = np.tanh(np.einsum("bi,kij->bkj", hs, c))  # [batch, k, d]
+  if scaled:
+    contexts *= d**-0.5
   comps = _softmax(contexts @ e.T)  # [batch, k, vocab]
   expected = np.einsum("bk,bkv->bv", prior, comps)  # [batch, vocab]
   np.testing.assert_allclose(np.exp(out), expected, rtol=1e-4, atol=1e-7)
