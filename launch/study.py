@@ -37,6 +37,7 @@ import threading
 import time
 import tomllib
 
+from launch import cell as cell_lib
 from launch import cli
 
 # Cells run in threads (--jobs); gin's config is global to the process, so
@@ -161,7 +162,6 @@ def _run_chain(chain, cell_dir, log_path, on_done, threads=None):
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
   if threads:
     env.setdefault("TF_NUM_INTRAOP_THREADS", str(threads))
-  from launch import cell as cell_lib  # pylint: disable=g-import-not-at-top
   chain_path = os.path.join(cell_dir, "chain.json")
   _write_json(chain_path, chain)
   with open(log_path, "a") as log:
