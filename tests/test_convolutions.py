@@ -16,6 +16,7 @@ import pytest
 import tensorflow.compat.v1 as tf
 
 from mtf_arch import convolutions
+from tests import mtf_run
 
 B, L, D, H = 2, 9, 8, 2
 KINDS = {
@@ -91,16 +92,8 @@ def _run(layer, xs, causal, seg=None, decode_from=None):
               position=mtf.constant(mesh, t, mtf.Shape([batch]), tf.int32))
           inc.append(layer.call(step, mtf.gather(xs_t[0], t, length)))
           states = step.new_states
-    impl = mtf.placement_mesh_impl.PlacementMeshImpl(
-        mtf.Shape([]), mtf.convert_to_layout_rules(""), [""])
-    lowering = mtf.Lowering(mesh.graph, {mesh: impl})
     variables = mesh.graph.trainable_variables
-    fetch = [lowering.export_to_tf_tensor(y) for y in outs + inc]
-    fetch += [lowering.export_to_tf_tensor(v.outputs[0]) for v in variables]
-    with tf.Session() as sess:
-      sess.run(tf.global_variables_initializer())
-      sess.run(lowering.copy_masters_to_slices())
-      values = sess.run(fetch)
+    values = mtf_run.lower_and_run(mesh, outs + inc + variables)
   n = len(outs)
   # "block/glu_value/kernel" -> "glu_value"; "block/kernel" -> "kernel".
   weights = {
@@ -215,14 +208,7 @@ def _kernels(kind, u_np, num_heads=H, taps=3):
     w = layer.kernels(ctx, u, taps_dim)
     response = layer._convolve(ctx, u_impulse, w, taps_dim)  # pylint: disable=protected-access
     w = mtf.broadcast(w, mtf.Shape(dims[:3] + [taps_dim]))
-    impl = mtf.placement_mesh_impl.PlacementMeshImpl(
-        mtf.Shape([]), mtf.convert_to_layout_rules(""), [""])
-    lowering = mtf.Lowering(mesh.graph, {mesh: impl})
-    out = [lowering.export_to_tf_tensor(t) for t in (w, response)]
-    with tf.Session() as sess:
-      sess.run(tf.global_variables_initializer())
-      sess.run(lowering.copy_masters_to_slices())
-      return sess.run(out)
+    return mtf_run.lower_and_run(mesh, [w, response])
 
 
 def test_dynamic_kernels_follow_the_current_input_only():

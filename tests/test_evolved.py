@@ -18,6 +18,7 @@ import pytest
 import tensorflow.compat.v1 as tf
 
 from mtf_arch import evolved
+from tests import mtf_run
 
 B, L, D = 2, 12, 8
 F32 = mtf.VariableDType(tf.float32, tf.float32, tf.float32)
@@ -105,18 +106,11 @@ def _run(layer_cls, xs, ids, segs, decode_from=None):
               position=mtf.constant(mesh, t, mtf.Shape([batch]), tf.int32))
           inc.append(layer.call(step, mtf.gather(xs_t[0], t, length)))
           states = step.new_states
-    impl = mtf.placement_mesh_impl.PlacementMeshImpl(
-        mtf.Shape([]), mtf.convert_to_layout_rules(""), [""])
-    lowering = mtf.Lowering(mesh.graph, {mesh: impl})
     variables = {
         v.name: [d.size for d in v.shape.dims]
         for v in mesh.graph.trainable_variables
     }
-    fetch = [lowering.export_to_tf_tensor(y) for y in outs + inc]
-    with tf.Session() as sess:
-      sess.run(tf.global_variables_initializer())
-      sess.run(lowering.copy_masters_to_slices())
-      values = sess.run(fetch)
+    values = mtf_run.lower_and_run(mesh, outs + inc)
   n = len(outs)
   inc_out = np.stack(values[n:], 1) if inc else None
   return np.stack(values[:n]), inc_out, variables

@@ -17,6 +17,7 @@ import tensorflow.compat.v1 as tf
 from mtf_arch import graph
 from mtf_arch import mixer
 from mtf_arch.errors import ConfigError
+from tests import mtf_run
 
 B, D, MAX, HIDDEN = 2, 4, 12, 6
 F32 = mtf.VariableDType(tf.float32, tf.float32, tf.float32)
@@ -54,16 +55,8 @@ def _mix(xs, seg, max_length=MAX, autoregressive=False):
             mtf.Shape([batch, length,
                        mtf.Dimension("d_model", D)]))
         outs.append(layer.call(ctx, x_t))
-    impl = mtf.placement_mesh_impl.PlacementMeshImpl(
-        mtf.Shape([]), mtf.convert_to_layout_rules(""), [""])
-    lowering = mtf.Lowering(mesh.graph, {mesh: impl})
     variables = mesh.graph.trainable_variables
-    fetch = [lowering.export_to_tf_tensor(y) for y in outs]
-    fetch += [lowering.export_to_tf_tensor(v.outputs[0]) for v in variables]
-    with tf.Session() as sess:
-      sess.run(tf.global_variables_initializer())
-      sess.run(lowering.copy_masters_to_slices())
-      values = sess.run(fetch)
+    values = mtf_run.lower_and_run(mesh, outs + variables)
   weights = {
       v.name.split("/")[-1]: a for v, a in zip(variables, values[len(outs):])
   }

@@ -14,6 +14,7 @@ import tensorflow.compat.v1 as tf
 
 from mtf_arch import graph
 from mtf_arch import performer
+from tests import mtf_run
 
 B, L, H, D, M = 2, 7, 2, 4, 6
 EPS = 1e-3
@@ -66,15 +67,7 @@ def _run_mtf(build, arrays, mesh_shape="all:1", layout=""):
           mtf.import_fully_replicated(mesh, tf.constant(value),
                                       mtf.Shape([dims[n] for n in names])))
     out = build(mesh, dims, *tensors)
-    mesh_shape = mtf.convert_to_shape(mesh_shape)
-    mesh_impl = mtf.placement_mesh_impl.PlacementMeshImpl(
-        mesh_shape, mtf.convert_to_layout_rules(layout), [""] * mesh_shape.size)
-    lowering = mtf.Lowering(mtf_graph, {mesh: mesh_impl})
-    outs = [lowering.export_to_tf_tensor(t) for t in out]
-    with tf.Session() as sess:
-      sess.run(tf.global_variables_initializer())
-      sess.run(lowering.copy_masters_to_slices())
-      return sess.run(outs)
+    return mtf_run.lower_and_run(mesh, out, mesh_shape, layout)
 
 
 def _inputs(seed, packed):

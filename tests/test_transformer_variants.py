@@ -9,23 +9,9 @@ import numpy as np
 import pytest
 
 from mtf_arch import graph
+from tests import mtf_run
 
 SEQ = {"inputs": 32, "targets": 8}
-
-
-def _lower_and_run(mtf_graph, mesh, mesh_shape, layout, outputs):
-  """Lowers `outputs` (mtf tensors and variables) on one placement mesh."""
-  import mesh_tensorflow as mtf
-  import tensorflow.compat.v1 as tf
-  impl = mtf.placement_mesh_impl.PlacementMeshImpl(
-      mtf.convert_to_shape(mesh_shape), mtf.convert_to_layout_rules(layout),
-      [""] * mtf.convert_to_shape(mesh_shape).size)
-  lowering = mtf.Lowering(mtf_graph, {mesh: impl})
-  tensors = [lowering.export_to_tf_tensor(t) for t in outputs]
-  with tf.Session() as sess:
-    sess.run(tf.global_variables_initializer())
-    sess.run(lowering.copy_masters_to_slices())
-    return sess.run(tensors)
 
 
 def _softmax(x, axis=-1):
@@ -67,8 +53,8 @@ def test_mixture_of_softmaxes_matches_numpy(mesh_shape, scaled):
     logits = emb.hidden_to_logits(h, context=None)  # [batch, vocab]
     assert len(g.trainable_variables) == 3
     e, w, c = (v.outputs[0] for v in g.trainable_variables)
-    out, e, w, c = _lower_and_run(g, mesh, mesh_shape, "vocab:model",
-                                  [logits, e, w, c])
+    out, e, w, c = mtf_run.lower_and_run(mesh, [logits, e, w, c], mesh_shape,
+                                         "vocab:model")
   # e: [vocab, d]; w: [k, d]; c: [k, d_copy, d]
   hs = h_np * d**-0.5
   prior = _softmax(hs @ w.T)  # [batch, k]
@@ -155,8 +141,8 @@ def _switch_gate(inputs_np, num_experts, capacity, mesh_shape="batch:1"):
         train=False,
         variable_dtype=mtf.VariableDType(tf.float32))
     router = g.trainable_variables[0].outputs[0]  # [d_model, experts]
-    dispatch, combine, router = _lower_and_run(g, mesh, mesh_shape, "",
-                                               [dispatch, combine, router])
+    dispatch, combine, router = mtf_run.lower_and_run(
+        mesh, [dispatch, combine, router], mesh_shape)
   # [group, experts, capacity]
   return dispatch[0, 0], combine[0, 0], router
 
@@ -265,7 +251,7 @@ def test_geglu_feed_forward_matches_numpy():
                    mtf.Dimension("d_model", d)]))
     y = layer.call(_Context(), x)  # [batch, d_model]
     kernels = [v.outputs[0] for v in g.trainable_variables]
-    out, *weights = _lower_and_run(g, mesh, "model:1", "", [y] + kernels)
+    out, *weights = mtf_run.lower_and_run(mesh, [y] + kernels, "model:1")
   names = [v.name for v in g.trainable_variables]
   w0, w1, wo = (weights[i] for i in np.argsort(names))  # wi_0, wi_1, wo
   gelu = lambda z: 0.5 * z * (
