@@ -81,12 +81,22 @@ print(config.graph_options.rewrite_options.disable_meta_optimizer,
   assert sorted(os.listdir(tmp_path)) == ["other.pbtxt"]
 
 
-def test_serve_reports_each_chain_and_goes_on(tmp_path, capsys):
+def test_serve_reports_each_chain_and_goes_on(tmp_path):
+  # A subprocess, as the runner uses it: serving calls
+  # tf.disable_v2_behavior(), which must not leak into other tests.
   chains = [_bad_chain(tmp_path, "a"), _bad_chain(tmp_path, "b")]
-  cell.serve(io.StringIO("\n".join(chains) + "\n\n"))
-  out = capsys.readouterr()
-  ends = [l for l in out.out.splitlines() if l.startswith(cell.END_MARK)]
+  out = subprocess.run([sys.executable, "-m", "launch.cell", "--serve"],
+                       input="\n".join(chains) + "\n\n",
+                       cwd=REPO,
+                       env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
+                       capture_output=True,
+                       text=True,
+                       timeout=300)
+  assert out.returncode == 0, out.stderr[-3000:]
+  ends = [l for l in out.stdout.splitlines() if l.startswith(cell.END_MARK)]
   assert ends == [cell.END_MARK + "failed"] * 2
   # Each failure is reported as the stock command reports it (mtf_arch's
   # excepthook, installed by --module_import=mtf_arch).
-  assert out.err.count("mtf_arch: error: gin file 'arch/no_such_arch.gin'") == 2
+  assert out.stderr.count(
+      "mtf_arch: error: gin file 'arch/no_such_arch.gin'") == 2, (
+          out.stderr[-3000:])
