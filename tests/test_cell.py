@@ -12,6 +12,18 @@ from launch import cell
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def _python(args, **kwargs):
+  """Runs `python ARGS` from the repository root; returns the result."""
+  return subprocess.run(
+      [sys.executable] + args,
+      cwd=REPO,
+      env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
+      capture_output=True,
+      text=True,
+      timeout=300,
+      **kwargs)
+
+
 def _bad_chain(tmp_path, name):
   """A one-stage chain that fails fast: its gin file does not exist."""
   argv = [
@@ -69,13 +81,7 @@ config = run_config.get_default_session_config()
 print(config.graph_options.rewrite_options.disable_meta_optimizer,
       config.allow_soft_placement)
 """
-  out = subprocess.run(
-      [sys.executable, "-c", code, str(tmp_path)],
-      cwd=REPO,
-      env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
-      capture_output=True,
-      text=True,
-      timeout=300)
+  out = _python(["-c", code, str(tmp_path)])
   assert out.returncode == 0, out.stderr[-3000:]
   assert out.stdout.split() == ["True", "True"]
   assert sorted(os.listdir(tmp_path)) == ["other.pbtxt"]
@@ -85,13 +91,8 @@ def test_serve_reports_each_chain_and_goes_on(tmp_path):
   # A subprocess, as the runner uses it: serving calls
   # tf.disable_v2_behavior(), which must not leak into other tests.
   chains = [_bad_chain(tmp_path, "a"), _bad_chain(tmp_path, "b")]
-  out = subprocess.run([sys.executable, "-m", "launch.cell", "--serve"],
-                       input="\n".join(chains) + "\n\n",
-                       cwd=REPO,
-                       env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
-                       capture_output=True,
-                       text=True,
-                       timeout=300)
+  out = _python(["-m", "launch.cell", "--serve"],
+                input="\n".join(chains) + "\n\n")
   assert out.returncode == 0, out.stderr[-3000:]
   ends = [l for l in out.stdout.splitlines() if l.startswith(cell.END_MARK)]
   assert ends == [cell.END_MARK + "failed"] * 2
