@@ -160,8 +160,7 @@ def _worker(lean=True):
   if getattr(_WORKERS, "worker", None) is None:
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     _WORKERS.worker = cell_lib.Worker(env, lean, _die_with_parent)
-    with _PRINT_LOCK:
-      _ALL_WORKERS.append(_WORKERS.worker)
+    _ALL_WORKERS.append(_WORKERS.worker)  # list.append is atomic
   return _WORKERS.worker
 
 
