@@ -10,10 +10,15 @@ import and AutoGraph's cache of converted seqio preprocessors: measured on a
 micro_2 Transformer cell, ~15-20 s of its ~65 s cold.
 
 Lean start-up (`--lean`, what the local study target uses), two choices for
-short CPU runs, neither of which changes the model or the data:
-* `graph.pbtxt` is not written: a text dump of the graph (12 MB at micro_3)
-  that took ~1-3 s per training stage; TensorBoard reads the graph from the
-  events file, which is still written.
+short CPU runs, neither of which changes the model, the data, the checkpoints'
+variables or the logged scalars:
+* No graph dumps: `graph.pbtxt` (a 12 MB text dump at micro_3), the
+  `model.ckpt-N.meta` written with each checkpoint, and the graph and meta
+  graph that the checkpoint hook and the summary writers add to the events
+  file. Each serializes the whole Mesh-TF graph (thousands of ops), ~6 times
+  per training stage; nothing in the study reads them (stages rebuild their
+  graph from gin and restore variables only). TensorBoard shows every scalar
+  but no graph; a stock or TPU/GPU run keeps them all.
 * Grappler's meta-optimizer is off, as Mesh-TF's own `utils.get_estimator`
   does on TPU ("drastically slows down startup time"); measured on CPU it
   saves ~1-2 s per stage and leaves the step time unchanged.
@@ -38,13 +43,17 @@ END_MARK = "[cell] chain end: "
 
 
 def lean_startup():
-  """Skips graph.pbtxt and Grappler's meta-optimizer in this process."""
+  """Skips graph dumps and Grappler's meta-optimizer in this process."""
   # pylint: disable=g-import-not-at-top
+  from tensorflow.python.summary.writer import writer
+  from tensorflow.python.summary.writer import writer_cache
+  from tensorflow.python.training import basic_session_run_hooks as hooks
   from tensorflow.python.training import training_util
   from tensorflow_estimator.python.estimator import run_config
   # pylint: enable=g-import-not-at-top
   write_graph = training_util.write_graph
   default_config = run_config.get_default_session_config
+  hook_init = hooks.CheckpointSaverHook.__init__
 
   def write_graph_but_pbtxt(graph, logdir, name, as_text=True):
     if name == "graph.pbtxt":
@@ -56,8 +65,32 @@ def lean_startup():
     config.graph_options.rewrite_options.disable_meta_optimizer = True
     return config
 
+  def hook_without_meta(self, *args, **kwargs):
+    kwargs["save_graph_def"] = False  # no graph.pbtxt, no .meta files
+    hook_init(self, *args, **kwargs)
+
+  def save_first_checkpoint(self, session, coord):
+    # CheckpointSaverHook.after_create_session (TF 2.15) less the graph and
+    # meta graph it adds to the events file: the step-0 (or restored-step)
+    # checkpoint is saved as before.
+    del coord
+    global_step = session.run(self._global_step_tensor)  # pylint: disable=protected-access
+    self._save(session, global_step)  # pylint: disable=protected-access
+    self._timer.update_last_triggered_step(global_step)  # pylint: disable=protected-access
+
+  def writer_without_graph(logdir):
+    # FileWriterCache.get, less the graph it gives each new writer.
+    with writer_cache.FileWriterCache._lock:  # pylint: disable=protected-access
+      cache = writer_cache.FileWriterCache._cache  # pylint: disable=protected-access
+      if logdir not in cache:
+        cache[logdir] = writer.FileWriter(logdir)
+      return cache[logdir]
+
   training_util.write_graph = write_graph_but_pbtxt
   run_config.get_default_session_config = config_without_meta_optimizer
+  hooks.CheckpointSaverHook.__init__ = hook_without_meta
+  hooks.CheckpointSaverHook.after_create_session = save_first_checkpoint
+  writer_cache.FileWriterCache.get = staticmethod(writer_without_graph)
 
 
 def run_chain(chain):

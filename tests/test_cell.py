@@ -64,27 +64,55 @@ def test_worker_survives_a_failed_chain_and_restarts_after_a_kill(tmp_path):
   assert done == []  # no stage of a failed chain is reported done
 
 
-def test_lean_startup_skips_only_graph_pbtxt_and_the_meta_optimizer(tmp_path):
+def test_lean_startup_skips_only_graph_dumps_and_the_meta_optimizer(tmp_path):
+  # A checkpointed training session under lean start-up: checkpoints and
+  # scalars are written as before; no graph dump (graph.pbtxt, .meta, graph
+  # events) is; other write_graph calls and session options are untouched.
   code = """
-import sys
+import glob, os, sys
 from launch import cell
 cell.lean_startup()
 import tensorflow.compat.v1 as tf
 from tensorflow.python.training import training_util
 from tensorflow_estimator.python.estimator import run_config
-graph = tf.Graph()
-with graph.as_default():
-  tf.constant(1.0)
-for name in ("graph.pbtxt", "other.pbtxt"):
-  training_util.write_graph(graph.as_graph_def(), sys.argv[1], name)
+tf.disable_v2_behavior()
+out = sys.argv[1]
+step = tf.train.get_or_create_global_step()
+w = tf.get_variable("w", [3], initializer=tf.ones_initializer())
+loss = tf.reduce_sum(w * w)
+tf.summary.scalar("loss", loss)
+train = tf.train.GradientDescentOptimizer(0.1).minimize(loss, step)
+with tf.train.MonitoredTrainingSession(
+    checkpoint_dir=out, save_checkpoint_steps=2, save_summaries_steps=1,
+    log_step_count_steps=None) as sess:
+  for _ in range(2):
+    sess.run(train)
+training_util.write_graph(tf.get_default_graph().as_graph_def(), out,
+                          "other.pbtxt")
+training_util.write_graph(tf.get_default_graph().as_graph_def(), out,
+                          "graph.pbtxt")
+kinds = set()
+for path in glob.glob(os.path.join(out, "events.*")):
+  for event in tf.train.summary_iterator(path):
+    kinds.add(event.WhichOneof("what"))
+    if event.HasField("summary"):
+      kinds.update(v.tag for v in event.summary.value)
+print(" ".join(sorted(kinds)))
 config = run_config.get_default_session_config()
 print(config.graph_options.rewrite_options.disable_meta_optimizer,
       config.allow_soft_placement)
 """
   out = _python(["-c", code, str(tmp_path)])
   assert out.returncode == 0, out.stderr[-3000:]
-  assert out.stdout.split() == ["True", "True"]
-  assert sorted(os.listdir(tmp_path)) == ["other.pbtxt"]
+  kinds, config = out.stdout.strip().splitlines()[-2:]
+  assert config.split() == ["True", "True"]
+  # Scalars and checkpoint notices, no graph_def / meta_graph_def events.
+  assert "graph_def" not in kinds and "meta_graph_def" not in kinds, kinds
+  assert "loss" in kinds.split() and "session_log" in kinds.split(), kinds
+  files = sorted(os.listdir(tmp_path))
+  assert "model.ckpt-2.index" in files and "model.ckpt-0.index" in files
+  assert not [f for f in files if f.endswith(".meta")], files
+  assert "other.pbtxt" in files and "graph.pbtxt" not in files, files
 
 
 def test_serve_reports_each_chain_and_goes_on(tmp_path):

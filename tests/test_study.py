@@ -162,3 +162,33 @@ def test_summary_table_flags_models_whose_loss_does_not_fall(tmp_path, capsys):
   assert re.search(r"\n  A +-5\.300 +-5\.100 +-5\.000 +yes\n", out), out
   assert re.search(r"\n  B +-5\.200 +-5\.000 +-5\.100 +no\n", out), out
   assert "1 of 2 models improve at every larger size" in out
+
+
+def test_worker_env_shares_the_cores_and_keeps_the_callers_settings():
+  base = {"PATH": "/bin", "TF_NUM_INTEROP_THREADS": "3"}
+  two = study.worker_env(2, lean=True, base=base, cpus=2)
+  assert two["TF_NUM_INTRAOP_THREADS"] == "1"
+  assert two["TF_NUM_INTEROP_THREADS"] == "3"  # the caller's setting wins
+  assert two["MALLOC_MMAP_MAX_"] == "0" and two["PATH"] == "/bin"
+  assert two["TF_CPP_MIN_LOG_LEVEL"] == "2"
+  one = study.worker_env(1, lean=False, base={}, cpus=16)
+  assert one["TF_NUM_INTRAOP_THREADS"] == one["TF_NUM_INTEROP_THREADS"] == "16"
+  assert "MALLOC_MMAP_MAX_" not in one  # GPU target: the C library's defaults
+  assert study.worker_env(3, base={}, cpus=2)["TF_NUM_INTRAOP_THREADS"] == "1"
+  assert base == {"PATH": "/bin", "TF_NUM_INTEROP_THREADS": "3"}  # unchanged
+
+
+def test_cell_picker_runs_big_sizes_first_then_the_slowest_architectures():
+  cells = [{
+      "id": "%s-%s" % (arch, size),
+      "arch": arch,
+      "size": size
+  } for size in ("micro_1", "micro_2") for arch in ("a", "b", "c")]
+  picker = study._CellPicker(cells, ["micro_1", "micro_2"])  # pylint: disable=protected-access
+  first = [picker.next() for _ in range(3)]
+  assert [c["id"] for c in first] == ["a-micro_2", "b-micro_2", "c-micro_2"]
+  for cell, seconds in zip(first, (10.0, 30.0, 20.0)):
+    picker.finished(cell, {"status": "done", "seconds": seconds})
+  rest = [picker.next()["id"] for _ in range(3)]
+  assert rest == ["b-micro_1", "c-micro_1", "a-micro_1"]
+  assert picker.next() is None
