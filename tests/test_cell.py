@@ -64,10 +64,11 @@ def test_worker_survives_a_failed_chain_and_restarts_after_a_kill(tmp_path):
   assert done == []  # no stage of a failed chain is reported done
 
 
-def test_lean_startup_skips_only_graph_dumps_and_the_meta_optimizer(tmp_path):
+def test_lean_startup_skips_graph_dumps_meta_optimizer_and_autotune(tmp_path):
   # A checkpointed training session under lean start-up: checkpoints and
   # scalars are written as before; no graph dump (graph.pbtxt, .meta, graph
   # events) is; other write_graph calls and session options are untouched.
+  # An estimator's input dataset yields the same elements, untuned.
   code = """
 import glob, os, sys
 from launch import cell
@@ -101,11 +102,30 @@ print(" ".join(sorted(kinds)))
 config = run_config.get_default_session_config()
 print(config.graph_options.rewrite_options.disable_meta_optimizer,
       config.allow_soft_placement)
+from tensorflow.core.framework import dataset_options_pb2
+from tensorflow_estimator.python.estimator import util
+with tf.Graph().as_default() as g:
+  data = tf.data.Dataset.range(6).map(lambda x: ({"x": x * x}, x),
+                                      num_parallel_calls=tf.data.AUTOTUNE)
+  features, labels, hooks = util.parse_input_fn_result(data)
+  autotune = []
+  for op in g.get_operations():
+    if op.type == "OptionsDataset":
+      options = dataset_options_pb2.Options()
+      options.ParseFromString(op.get_attr("serialized_options"))
+      autotune.append(options.autotune_options.enabled)
+  hooks[0].begin()
+  with tf.Session() as sess:
+    hooks[0].after_create_session(sess, None)
+    got = [sess.run([features["x"], labels]) for _ in range(6)]
+print(autotune, [[int(a), int(b)] for a, b in got])
 """
   out = _python(["-c", code, str(tmp_path)])
   assert out.returncode == 0, out.stderr[-3000:]
-  kinds, config = out.stdout.strip().splitlines()[-2:]
+  kinds, config, data = out.stdout.strip().splitlines()[-3:]
   assert config.split() == ["True", "True"]
+  assert data == ("[False] [[0, 0], [1, 1], [4, 2], [9, 3], [16, 4], "
+                  "[25, 5]]"), data
   # Scalars and checkpoint notices, no graph_def / meta_graph_def events.
   assert "graph_def" not in kinds and "meta_graph_def" not in kinds, kinds
   assert "loss" in kinds.split() and "session_log" in kinds.split(), kinds
