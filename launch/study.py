@@ -197,13 +197,11 @@ def worker_env(jobs, lean=True, base=None, cpus=None):
   return env
 
 
-_JOBS = [1]  # workers side by side in this run (set by run_local)
-
-
 def _worker(lean=True):
   """This runner thread's `launch.cell` worker (started on first use)."""
   if getattr(_WORKERS, "worker", None) is None:
-    env = worker_env(_JOBS[0], lean)
+    # run_local's threads say how many workers run side by side.
+    env = worker_env(getattr(_WORKERS, "jobs", 1), lean)
     _WORKERS.worker = cell_lib.Worker(env, lean, _die_with_parent)
     _ALL_WORKERS.append(_WORKERS.worker)  # list.append is atomic
   return _WORKERS.worker
@@ -414,15 +412,15 @@ def run_local(spec, cells, study_dir, jobs=1):
       "[study] %d cells, %d already done, %d to run, %d at a time" %
       (total, finished, len(todo), jobs),
       flush=True)
-  # Each worker's TensorFlow gets cores // jobs threads (see worker_env); a
-  # cell that runs alone at the end keeps its share.
-  _JOBS[0] = jobs
   picker = _CellPicker(todo, spec.get("sizes") or [])
   done = queue.Queue()
 
   def drain():
     # One pool thread: runs the next cell until none is left. Each pool
-    # thread keeps one worker process for all of its cells.
+    # thread keeps one worker process for all of its cells, whose TensorFlow
+    # gets cores // jobs threads (see worker_env); a cell that runs alone at
+    # the end keeps its share.
+    _WORKERS.jobs = jobs
     while True:
       cell = picker.next()
       if cell is None:
