@@ -9,9 +9,9 @@ keeps from one stage and one cell to the next is the Python/TensorFlow
 import and AutoGraph's cache of converted seqio preprocessors: measured on a
 micro_2 Transformer cell, ~15-20 s of its ~65 s cold.
 
-Lean start-up (`--lean`, what the local study target uses), two choices for
-short CPU runs, neither of which changes the model, the data, the checkpoints'
-variables or the logged scalars:
+Lean start-up (`--lean`, what the local study target uses), three choices
+for short CPU runs, none of which changes the model, the data, the
+checkpoints' variables or the logged scalars:
 * No graph dumps: `graph.pbtxt` (a 12 MB text dump at micro_3), the
   `model.ckpt-N.meta` written with each checkpoint, and the graph and meta
   graph that the checkpoint hook and the summary writers add to the events
