@@ -45,15 +45,6 @@ from launch import cli
 # the params/FLOPs count (which parses gin) runs one cell at a time.
 _GIN_LOCK = threading.Lock()
 STAGES = ("pretrain", "upstream_eval", "finetune", "downstream_eval", "records")
-# The paper's mesh per size on 16 TPU-v3 chips (Tay et al. 2022, 3.2).
-TPU_MESH = {
-    "tiny": "tpu_v3_32_mp1",
-    "small": "tpu_v3_32_mp1",
-    "base": "tpu_v3_32_mp1",
-    "large": "tpu_v3_32_mp2",
-    "xl": "tpu_v3_32_mp8"
-}
-
 _PRINT_LOCK = threading.Lock()
 
 
@@ -71,13 +62,23 @@ def _write_json(path, obj):
   os.replace(tmp, path)
 
 
+def _paper_mesh(arch, size):
+  """The paper's v3-32 mesh for a Table 1 size; one slice for other sizes."""
+  from mtf_arch import registry  # pylint: disable=g-import-not-at-top
+  if size.lower() in registry.TPU_MESH:
+    return registry.paper_mesh(arch, size)
+  return "cpu_1"
+
+
 def load_study(path):
   """Reads a study file; returns (spec dict, list of cell dicts)."""
   from mtf_arch import registry  # pylint: disable=g-import-not-at-top
   with open(path, "rb") as f:
     spec = tomllib.load(f)
   archs = registry.architectures()
-  names = sorted(archs) if spec.get("archs", "all") == "all" else spec["archs"]
+  names = (
+      sorted(registry.study_architectures())
+      if spec.get("archs", "all") == "all" else spec["archs"])
   unknown = [a for a in names if a not in archs]
   if unknown:
     raise SystemExit("%s: unknown architecture(s) %s; gin/arch/ has %s" %
@@ -100,7 +101,7 @@ def load_study(path):
             "model": archs[arch].paper_model,
             "size": label,
             "size_file": registry.size_file(arch, size),
-            "mesh": spec.get("mesh") or TPU_MESH.get(size.lower(), "cpu_1"),
+            "mesh": spec.get("mesh") or _paper_mesh(arch, size),
             "params": params,
             "protocol": protocol,
         })

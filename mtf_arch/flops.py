@@ -176,3 +176,36 @@ def transformer_forward_flops(num_layers,
   decoder = num_layers * (attention(d, d) + attention(d, e) + ffn(d))
   logits = 2 * d * d_model * params.padded_vocab(vocab_size)
   return encoder + decoder + logits
+
+
+def transformer_lowered_flops(num_layers,
+                              d_model,
+                              d_ff,
+                              num_heads,
+                              d_kv,
+                              vocab_size,
+                              inputs_length=512,
+                              targets_length=114,
+                              num_buckets=32):
+  """Closed-form FLOPs with the lookups Mesh-TF lowers to one-hot matmuls.
+
+  `transformer_forward_flops` plus the encoder and decoder token-embedding
+  lookups and the relative-position bias looked up (over `num_buckets`
+  buckets) in every self-attention layer: the `lowered_gflops` of
+  gin/arch/transformer.gin, the denominator of every FLOPs ratio.
+
+  Args:
+    num_layers, d_model, d_ff, num_heads, d_kv: the size macros.
+    vocab_size: vocabulary size before padding.
+    inputs_length, targets_length: encoder and decoder lengths.
+    num_buckets: relative-position buckets (T5's 32).
+
+  Returns:
+    FLOPs (2 per multiply-add).
+  """
+  from mtf_arch import params  # pylint: disable=g-import-not-at-top
+  e, d = inputs_length, targets_length
+  embed = 2 * (e + d) * params.padded_vocab(vocab_size) * d_model
+  bias = num_layers * 2 * (e * e + d * d) * num_buckets * num_heads
+  return transformer_forward_flops(num_layers, d_model, d_ff, num_heads, d_kv,
+                                   vocab_size, e, d) + embed + bias

@@ -1,4 +1,4 @@
-"""Every architecture in gin/arch/ builds, trains, decodes and matches Table 1.
+"""Every architecture in gin/arch/ builds, trains and decodes (Table 1: test_fidelity).
 
 Parametrized over `mtf_arch.registry.architectures()`, i.e. over the files
 in gin/arch/: a new architecture is tested by adding its gin file.
@@ -23,12 +23,6 @@ def _files(arch, mesh="cpu_1", size="size/test.gin"):
   ]
 
 
-def _table1_rows():
-  for name, arch in sorted(ARCHS.items()):
-    for size in arch.sizes:
-      yield name, size
-
-
 @pytest.mark.parametrize("arch", sorted(ARCHS))
 def test_header_names_a_table1_row(arch):
   info = ARCHS[arch]
@@ -36,29 +30,6 @@ def test_header_names_a_table1_row(arch):
   assert table, "%s: paper-model %r is not in Table 1" % (arch,
                                                           info.paper_model)
   assert sorted(info.sizes) == sorted(table), (arch, info.sizes, sorted(table))
-
-
-@pytest.mark.parametrize("arch,size", list(_table1_rows()))
-def test_params_match_table1(arch, size):
-  """Within 5% of Table 1, or the gap the arch file documents (+-1 point)."""
-  files = [
-      ARCHS[arch].gin_file,
-      registry.size_file(arch, size), "mesh/cpu_1.gin", "run/pretrain.gin"
-  ]
-  with graph.config(files):
-    counted = graph.ModelGraph(graph.T5_VOCAB_SIZE, 1, {
-        "inputs": 512,
-        "targets": 114
-    }).num_params()
-  paper_count = paper.table1_params(ARCHS[arch].paper_model)[size]
-  gap = 100.0 * (counted - paper_count) / paper_count
-  documented = ARCHS[arch].param_gaps.get(size)
-  if documented is None:
-    assert abs(gap) < 5.0, "%s %s: %d vs %g (%+.1f%%)" % (arch, size, counted,
-                                                          paper_count, gap)
-  else:
-    assert abs(gap - documented[0]) < 1.0, (arch, size, gap, documented)
-    assert documented[1], "%s %s: a param-gap needs its reason" % (arch, size)
 
 
 @pytest.mark.parametrize("arch", sorted(ARCHS))

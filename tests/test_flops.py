@@ -40,6 +40,8 @@ def test_transformer_flops_match_closed_form(size):
   bias = m["num_layers"] * 2 * (512 * 512 + 114 * 114) * 32 * (m["num_heads"])
   assert count.one_hot_flops == embed + bias
   assert count.elementwise_einsum_flops == 0
+  assert count.matmul_flops + count.one_hot_flops == (
+      flops.transformer_lowered_flops(vocab_size=graph.T5_VOCAB_SIZE, **m))
 
 
 def test_flops_are_linear_in_batch():
@@ -92,7 +94,11 @@ def test_configs_report_rows_and_errors():
   assert ok["params"] == params.transformer_params(4, 256, 1024, 4, 64,
                                                    graph.T5_VOCAB_SIZE)
   assert ok["paper_flops"] == 1.21
-  assert ok["ratio"] == pytest.approx(ok["gflops"] / 1.21)
+  # The vanilla Transformer is its own reference: ratio 1, gap 0, both ways.
+  assert ok["flops_ratio"] == pytest.approx(1.0, rel=1e-12)
+  assert ok["paper_flops_ratio"] == 1.0
+  assert ok["flops_gap_pct"] == pytest.approx(0.0, abs=1e-9)
+  assert ok["v3_32_days"] == pytest.approx((2**19 + 10**5) / 38.4 / 86400)
   assert isinstance(failed["error"],
                     str) and "does_not_exist" in (failed["error"])
   assert "Transformer" in configs.to_markdown(frame)
