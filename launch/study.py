@@ -36,10 +36,10 @@ import subprocess
 import sys
 import threading
 import time
-import tomllib
 
 from launch import cell as cell_lib
 from launch import cli
+from launch import spec as spec_lib
 
 # Cells run in threads (--jobs); gin's config is global to the process, so
 # the params/FLOPs count (which parses gin) runs one cell at a time.
@@ -72,9 +72,8 @@ def _paper_mesh(arch, size):
 
 def load_study(path):
   """Reads a study file; returns (spec dict, list of cell dicts)."""
+  spec = spec_lib.read(path)  # validated before TensorFlow is imported
   from mtf_arch import registry  # pylint: disable=g-import-not-at-top
-  with open(path, "rb") as f:
-    spec = tomllib.load(f)
   archs = registry.architectures()
   names = (
       sorted(registry.study_architectures())

@@ -9,7 +9,10 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from launch import study
+from mtf_arch import paths
 from mtf_arch import registry
 from tests import paper
 
@@ -115,12 +118,15 @@ def test_tpu_dry_run_prints_one_chain_per_table1_row(capsys):
       [os.path.join(REPO, "launch", "studies", "paper.toml"), "--dry_run"])
   out = capsys.readouterr().out
   headers = re.findall(r"^# (\S+) \((.+) (\w+), mesh/(\S+)\.gin\)$", out, re.M)
-  rows = {(model, size) for _, model, size, _ in headers}
+  rows = {(cell_id, model, size) for cell_id, model, size, _ in headers}
   expected = set()
-  for arch in registry.architectures().values():
+  for arch in registry.study_architectures().values():
     for size in paper.table1_params(arch.paper_model):
-      expected.add((arch.paper_model, size))
+      expected.add(
+          ("%s-%s" % (arch.name, size.lower()), arch.paper_model, size))
   assert rows == expected and len(headers) == len(expected)
+  # Variants run only where their file says so (albert_shared does).
+  assert "lconv_wu-tiny" not in {h[0] for h in headers}
   mesh_of = {
       "Tiny": "tpu_v3_32_mp1",
       "Small": "tpu_v3_32_mp1",
@@ -128,8 +134,14 @@ def test_tpu_dry_run_prints_one_chain_per_table1_row(capsys):
       "Large": "tpu_v3_32_mp2",
       "XL": "tpu_v3_32_mp8"
   }
-  for _, _, size, mesh in headers:
-    assert mesh == mesh_of[size]
+  for cell_id, _, size, mesh in headers:
+    arch = cell_id[:-len(size) - 1]
+    assert mesh == registry.paper_mesh(arch, size)
+    # Only a size file that names its own layout leaves the paper's mesh.
+    if mesh != mesh_of[size]:
+      with open(os.path.join(paths.gin_dir(), registry.size_file(arch,
+                                                                 size))) as f:
+        assert "# paper-mesh: %s" % mesh in f.read()
   chains = out.strip().split("\n\n")
   for chain in chains:
     lines = chain.splitlines()
@@ -192,3 +204,43 @@ def test_cell_picker_runs_big_sizes_first_then_the_slowest_architectures():
   rest = [picker.next()["id"] for _ in range(3)]
   assert rest == ["b-micro_1", "c-micro_1", "a-micro_1"]
   assert picker.next() is None
+
+
+def test_study_file_with_a_misspelled_key_stops_with_one_line(tmp_path):
+  path = tmp_path / "bad.toml"
+  with open(os.path.join(REPO, "launch", "studies", "quick.toml")) as f:
+    text = f.read()
+  path.write_text(text.replace("gin_params =", "gin_param ="))
+  proc = subprocess.run(
+      [sys.executable, "-m", "launch.study",
+       str(path), "--dry_run"],
+      cwd=REPO,
+      capture_output=True,
+      text=True,
+      timeout=120)
+  assert proc.returncode == 1
+  last = proc.stderr.strip().splitlines()[-1]
+  assert last.startswith(
+      str(path) + ": unknown key 'gin_param' (did you "
+      "mean 'gin_params'?); allowed keys: ")
+  assert "tensorflow" not in proc.stderr.lower()  # stopped before importing it
+
+
+@pytest.mark.parametrize("edit,message", [
+    (("pretrain_steps = 100", 'pretrain_steps = "100"'),
+     "pretrain_steps = '100': must be a whole number > 0"),
+    (('protocol = "standard"', 'protocol = "deep"'),
+     "protocol = 'deep': must be \"standard\", \"depth\" or \"width\""),
+    (('name = "quick"', ""), "missing key 'name'"),
+])
+def test_study_file_types_are_checked(tmp_path, edit, message):
+  from launch import spec  # pylint: disable=g-import-not-at-top
+  with open(os.path.join(REPO, "launch", "studies", "quick.toml")) as f:
+    text = f.read()
+  assert edit[0] in text
+  path = tmp_path / "s.toml"
+  path.write_text(text.replace(edit[0], edit[1]))
+  with pytest.raises(spec.StudyFileError, match=re.escape(message)):
+    spec.read(str(path))
+  for name in os.listdir(os.path.join(REPO, "launch", "studies")):
+    spec.read(os.path.join(REPO, "launch", "studies", name))
