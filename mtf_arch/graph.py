@@ -92,7 +92,8 @@ class ModelGraph(object):
                sequence_length,
                mode="train",
                mesh_shape=None,
-               layout_rules=None):
+               layout_rules=None,
+               seed=1):
     """Builds the mtf graph (no lowering, no variables allocated).
 
     Args:
@@ -102,6 +103,8 @@ class ModelGraph(object):
       mode: tf.estimator mode key ("train" or "eval").
       mesh_shape: mtf.Shape; default: the config's checked mesh.
       layout_rules: mtf.LayoutRules; default: the config's.
+      seed: the tf.Graph's random seed, set before any variable exists, so
+        every graph built from the same config starts from the same weights.
     """
     if mesh_shape is None:
       mesh_shape, layout_rules = mesh_and_layout()
@@ -110,6 +113,7 @@ class ModelGraph(object):
     self.sequence_length = dict(sequence_length)
     self.batch_size = batch_size
     with self.tf_graph.as_default():
+      tf.set_random_seed(seed)
       self.mtf_graph = mtf.Graph()
       self.mesh = mtf.Mesh(self.mtf_graph, "my_mesh")
       self.model = build_model(vocab_size, mesh_shape, layout_rules)
@@ -231,7 +235,6 @@ def train_losses(model_graph,
       inter_op_parallelism_threads=1,
       intra_op_parallelism_threads=2)
   with g.tf_graph.as_default(), tf.Session(config=config) as sess:
-    tf.set_random_seed(1)
     sess.run(
         [tf.global_variables_initializer(),
          tf.local_variables_initializer()])

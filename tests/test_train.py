@@ -26,6 +26,27 @@ def test_loss_falls_on_offline_task(batch_fn, offline_vocab_size):
   assert last < first - 1.5, (first, last)
 
 
+def test_same_config_same_initial_weights_and_losses(batch_fn,
+                                                     offline_vocab_size):
+  """The graph's seed is set before any variable exists: two builds of one
+  config start from the same weights and take the same steps."""
+  batches = batch_fn(2, BATCH, SEQ)
+  runs = []
+  for _ in range(2):
+    with graph.config(_files("cpu_1"), ["dropout_rate = 0.0"]):
+      runs.append(
+          graph.train_losses(
+              graph.ModelGraph(offline_vocab_size, BATCH, SEQ), batches))
+  (losses_a, init_a), (losses_b, init_b) = runs
+  for name in init_a:
+    np.testing.assert_array_equal(init_a[name], init_b[name])
+  assert losses_a == losses_b
+  with graph.config(_files("cpu_1"), ["dropout_rate = 0.0"]):
+    _, init_c = graph.train_losses(
+        graph.ModelGraph(offline_vocab_size, BATCH, SEQ, seed=2), batches[:1])
+  assert any(not np.array_equal(init_a[k], init_c[k]) for k in init_a)
+
+
 def test_model_parallel_2_matches_model_parallel_1(batch_fn,
                                                    offline_vocab_size):
   """Same seed, data and initial values: model:2 on two CPU devices gives
