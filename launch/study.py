@@ -25,12 +25,14 @@ keeps its error and the study goes on; the summary lists failures.
 """
 
 import argparse
+import collections
 import concurrent.futures
 import ctypes
 import json
 import os
 import queue
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -286,6 +288,7 @@ def run_cell(spec, cell, study_dir):
   if state["status"] == "done":
     return state
   commands = cell_commands(spec, cell, cell_dir)
+  state["commands"] = commands  # the recipe it runs; checked on resume
   log = os.path.join(cell_dir, "run.log")
   _say("[study] start  %s%s  (log: %s)" %
        (cell["id"],
@@ -331,6 +334,55 @@ def run_cell(spec, cell, study_dir):
   return state
 
 
+def _cell_state(study_dir, cell):
+  path = os.path.join(study_dir, "cells", cell["id"], "state.json")
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return json.load(f)
+
+
+def recipe_changes(spec, cells, study_dir):
+  """Cells whose recorded commands differ from what the study file now says.
+
+  Returns:
+    list of (cell id, first stage whose command changed).
+  """
+  changed = []
+  for cell in cells:
+    state = _cell_state(study_dir, cell)
+    if not state or "commands" not in state:
+      continue
+    now = cell_commands(spec, cell, os.path.join(study_dir, "cells",
+                                                 cell["id"]))
+    for stage in STAGES[:-1]:
+      if state["commands"].get(stage) != now[stage]:
+        changed.append((cell["id"], stage))
+        break
+  return changed
+
+
+def print_status(study_dir, cells):
+  """Each cell's state, stage, time and error, without running anything."""
+  import tabulate  # pylint: disable=g-import-not-at-top
+  rows, counts = [], collections.Counter()
+  for cell in cells:
+    state = _cell_state(study_dir, cell) or {"status": "pending"}
+    status = state["status"]
+    counts[status] += 1
+    rows.append([
+        cell["id"], status,
+        state.get("stage") or "",
+        _fmt(state["seconds"]) if state.get("seconds") else "",
+        (state.get("error") or "")[:100]
+    ])
+  print(
+      tabulate.tabulate(
+          rows, headers=["cell", "state", "stage", "time", "error"]))
+  print("[study] %s: %s" % (study_dir, ", ".join(
+      "%d %s" % (n, k) for k, n in sorted(counts.items()))))
+
+
 def collect(study_dir, cells):
   """Rebuilds results.jsonl from finished cells (atomic, no duplicates)."""
   lines = []
@@ -349,6 +401,14 @@ def collect(study_dir, cells):
     f.writelines(lines)
   os.replace(out + ".tmp", out)
   return out
+
+
+def _version():
+  from importlib import metadata  # pylint: disable=g-import-not-at-top
+  try:
+    return metadata.version("mtf_arch")
+  except metadata.PackageNotFoundError:
+    return "source"
 
 
 def _fmt(seconds):
@@ -539,13 +599,31 @@ def main(argv=None):
   parser.add_argument(
       "study", help="a study file, e.g. launch/studies/mini.toml")
   parser.add_argument("--study_dir", help="default: runs/<study name>")
-  parser.add_argument("--target", choices=("local", "tpu", "gpu"))
-  parser.add_argument("--jobs", type=int, default=1)
+  parser.add_argument(
+      "--target",
+      choices=("local", "tpu", "gpu"),
+      help="where to run (default: the study file's target, else local)")
+  parser.add_argument(
+      "--jobs",
+      type=int,
+      default=1,
+      help="cells run side by side on this machine (default 1)")
+  parser.add_argument(
+      "--status",
+      action="store_true",
+      help="print each cell's state (done, failed, running, pending) and stop")
+  parser.add_argument(
+      "--force",
+      action="store_true",
+      help="rerun the cells whose recipe changed since they ran")
   parser.add_argument(
       "--dry_run",
       action="store_true",
       help="print the command chains and stop")
-  parser.add_argument("--no_analysis", action="store_true")
+  parser.add_argument(
+      "--no_analysis",
+      action="store_true",
+      help="skip the tables and figures at the end")
   args = parser.parse_args(argv)
   spec, cells = load_study(args.study)
   target = args.target or spec.get("target", "local")
@@ -554,12 +632,32 @@ def main(argv=None):
   if target == "tpu" or args.dry_run:
     print_tpu_commands(spec, cells, spec.get("model_dir_root", study_dir))
     return
+  if args.status:
+    print_status(study_dir, cells)
+    return
   if target == "gpu":
     for cell in cells:
       cell["mesh"] = "gpu_1"
     # Grappler's meta-optimizer stays on where a GPU may profit from it.
     spec.setdefault("lean_startup", False)
+  changed = recipe_changes(spec, cells, study_dir)
+  if changed and not args.force:
+    raise SystemExit(
+        "[study] %s: the recipe of %d cell(s) changed since they ran (%s); "
+        "rerun with --force to redo them, or restore %s" %
+        (study_dir, len(changed), ", ".join("%s: %s command" % c
+                                            for c in changed[:3]) +
+         (", ..." if len(changed) > 3 else ""), args.study))
+  for cell_id, _ in changed:
+    shutil.rmtree(os.path.join(study_dir, "cells", cell_id))
+    _say("[study] %s: recipe changed, rerunning (--force)" % cell_id)
   os.makedirs(study_dir, exist_ok=True)
+  _write_json(
+      os.path.join(study_dir, "study.json"), {
+          "spec": spec,
+          "file": os.path.abspath(args.study),
+          "mtf_arch_version": _version()
+      })
   start = time.time()
   results, failed = run_local(spec, cells, study_dir, args.jobs)
   print_summary(results, spec.get("sizes"))

@@ -111,6 +111,32 @@ def test_killed_study_resumes_with_one_record_set_per_cell(
       timeout=300)
   assert again.returncode == 0
   assert "2 already done, 0 to run" in again.stdout
+  with open(os.path.join(study_dir, "study.json")) as f:
+    recorded = json.load(f)
+  assert recorded["spec"]["pretrain_steps"] == 4 and recorded["mtf_arch_version"]
+  status = subprocess.run(
+      _runner(str(spec), study_dir) + ["--status"],
+      cwd=REPO,
+      env=env,
+      capture_output=True,
+      text=True,
+      timeout=300)
+  assert re.search(r"^transformer-test\s+done\s", status.stdout, re.M)
+  assert status.stdout.strip().endswith("2 done"), status.stdout
+
+  # Resuming with another recipe stops and says which cells changed.
+  spec.write_text(TWO_CELLS.replace("pretrain_steps = 4", "pretrain_steps = 6"))
+  changed = subprocess.run(
+      _runner(str(spec), study_dir),
+      cwd=REPO,
+      env=env,
+      capture_output=True,
+      text=True,
+      timeout=300)
+  assert changed.returncode == 1
+  assert "the recipe of 2 cell(s) changed since they ran" in changed.stderr
+  assert "--force" in changed.stderr
+  assert all(s["status"] == "done" for s in _states(study_dir).values())
 
 
 def test_tpu_dry_run_prints_one_chain_per_table1_row(capsys):
