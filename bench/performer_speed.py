@@ -1,14 +1,17 @@
 """Performer against Transformer training speed at a pinned micro size.
 
   python -m bench.performer_speed --rounds 2 --steps 5 [--chunk_sizes 32 64]
+      [--performers performer performer_favor]
 
 mtf_arch/speed.py (one CPU slice, Adafactor, random batches, 2 warm-up steps)
 on arch/<arch>.gin + run/pretrain.gin with the size bound here (d_model 128,
 3 layers each side, d_ff 512, 4 heads of d_kv 32: not read from a size file),
 inputs 128 / targets 29, batch 8, the offline task's vocabulary. Each run is
 its own process with bench.run's thread environment, one at a time: the
-Transformer and the Performer (once per chunk size), alternating, `rounds`
-times each. Prints each run's steps/s and the medians.
+Transformer and each Performer file (arch/performer.gin: the deterministic
+ReLU kernel; arch/performer_favor.gin: 256 random features), once per chunk
+size, alternating, `rounds` times each. Prints each run's steps/s and the
+medians.
 """
 
 import argparse
@@ -71,6 +74,11 @@ def main():
       type=int,
       default=[],
       help="Performer chunk sizes (none: the default)")
+  p.add_argument(
+      "--performers",
+      nargs="*",
+      default=["performer"],
+      help="Performer arch files to time (gin/arch/<name>.gin)")
   p.add_argument("--rounds", type=int, default=2)
   p.add_argument("--steps", type=int, default=5)
   p.add_argument("--threads", type=int, default=2)
@@ -81,9 +89,12 @@ def main():
     worker(args.worker, args.gin_params, args.steps, args.threads)
     return
   configs = [("transformer", [])]
-  for c in args.chunk_sizes or [None]:
-    params = [] if c is None else ["PerformerSelfAttention.chunk_size = %d" % c]
-    configs.append(("performer", params))
+  for arch in args.performers:
+    for c in args.chunk_sizes or [None]:
+      params = [] if c is None else [
+          "PerformerSelfAttention.chunk_size = %d" % c
+      ]
+      configs.append((arch, params))
   rates = {}
   for _ in range(args.rounds):
     for arch, params in configs:

@@ -1,16 +1,22 @@
-"""Performer: linear-time attention with the ReLU kernel, in Mesh-TF einsums.
+"""Performer: linear-time attention with a ReLU kernel, in Mesh-TF einsums.
 
 Choromanski et al. 2020, "Rethinking Attention with Performers",
-https://arxiv.org/abs/2009.14794 (FAVOR); Tay et al. 2022 adopt "the relu
-kernel variant" (https://arxiv.org/abs/2207.10551, section 3.1).
+https://arxiv.org/abs/2009.14794; Tay et al. 2022 "adopt the relu kernel
+variant for our experiments" (https://arxiv.org/abs/2207.10551, section 3.1).
 
-Attention softmax(q k^T) v is replaced by the kernel phi(q) phi(k)^T with
+Attention softmax(q k^T) v is replaced by the kernel phi(q) phi(k)^T, with
+phi one of two feature maps (the layer's `kernel`), applied per head:
 
-  phi(x) = relu(x W^T / sqrt(m)) + eps,
+  ReluKernel:        phi(x) = relu(x) + eps             (features: d_kv)
+  RandomReluKernel:  phi(x) = relu(x W^T / sqrt(m)) + eps  (features: m)
 
-W an [m, d_kv] matrix of orthogonal Gaussian random features (as
-google-research performer/fast_attention/tensorflow/fast_attention.py's
-`relu_kernel_transformation` and `create_projection_matrix`), so that
+The first is the "generalized attention" with the ReLU kernel and
+deterministic features that google-research performer/fast_attention
+defaults to (TensorFlow `Attention`: relu_kernel_transformation,
+projection_matrix_type=None; JAX make_fast_generalized_attention:
+features_type='deterministic', kernel_fn=relu, kernel_epsilon=0.001). The
+second projects onto m orthogonal Gaussian random features W [m, d_kv] first
+(their `create_projection_matrix` / GaussianOrthogonalRandomMatrix). Then
 
   out_t = phi(q_t) . S_t / phi(q_t) . z_t,
   S_t = sum_s phi(k_s) v_s^T,  z_t = sum_s phi(k_s),
@@ -19,13 +25,13 @@ summed over the keys that query t may see: its whole segment (encoder), or the
 prefix of its segment (decoder). Unsegmented bidirectional sums are two
 einsums; otherwise `linear_attention` goes in chunks of `chunk_size`
 positions: kernel attention inside each chunk, (S, z) carried across chunks.
-Nothing of shape [length, memory_length] (beyond one chunk) or [length, m,
-d_kv] is ever built. In incremental decoding the state is (S, z) -- the
-running sums -- not the key/value history.
+Nothing of shape [length, memory_length] (beyond one chunk) or [length,
+features, d_kv] is ever built. In incremental decoding the state is (S, z) --
+the running sums -- not the key/value history.
 
 q, k, v and the output projection are Mesh-TF's ordinary attention
 parameters (`attention_params`), so heads split over the `model` mesh
-dimension exactly as in `SelfAttention`.
+dimension exactly as in `SelfAttention`; neither kernel adds a parameter.
 """
 
 import zlib
@@ -40,6 +46,40 @@ FEATURES_DIM_NAME = "performer_features"
 # Positions attended to quadratically at a time in causal or segmented
 # attention (PerformerSelfAttention.chunk_size).
 DEFAULT_CHUNK_SIZE = 64
+
+
+def relu_features(x, kv_dim, numerical_stabilizer=1e-3):
+  """phi(x) = relu(x) + eps, elementwise: the deterministic ReLU features.
+
+  Args:
+    x: an mtf.Tensor [..., d_kv] (queries or keys).
+    kv_dim: x's d_kv dimension, renamed to the features dimension (same size).
+    numerical_stabilizer: eps (google-research's default 1e-3).
+
+  Returns:
+    an mtf.Tensor [..., performer_features].
+  """
+  x = mtf.rename_dimension(x, kv_dim.name,
+                           FEATURES_DIM_NAME)  # [..., features = d_kv]
+  return mtf.relu(x) + numerical_stabilizer
+
+
+def random_relu_features(x, projection, numerical_stabilizer=1e-3):
+  """phi(x) = relu(x W^T / sqrt(m)) + eps, over the d_kv dimension of x.
+
+  Args:
+    x: an mtf.Tensor [..., d_kv] (queries or keys).
+    projection: an mtf.Tensor [performer_features, d_kv].
+    numerical_stabilizer: eps (google-research's default 1e-3).
+
+  Returns:
+    an mtf.Tensor [..., performer_features].
+  """
+  features_dim, kv_dim = projection.shape.dims
+  out_shape = x.shape - kv_dim + features_dim
+  x_dash = mtf.einsum([x, projection],
+                      output_shape=out_shape)  # [..., heads, features]
+  return mtf.relu(x_dash * features_dim.size**-0.5) + numerical_stabilizer
 
 
 def orthogonal_gaussian_features(num_features, dim, seed):
@@ -73,22 +113,96 @@ def orthogonal_gaussian_features(num_features, dim, seed):
   return rows * norms[:, None]  # [num_features, dim]
 
 
-def relu_features(x, projection, numerical_stabilizer=1e-3):
-  """phi(x) = relu(x W^T / sqrt(m)) + eps, over the d_kv dimension of x.
+@gin.configurable
+class ReluKernel(object):
+  """Deterministic ReLU features phi(x) = relu(x) + eps, no projection.
 
-  Args:
-    x: an mtf.Tensor [..., d_kv] (queries or keys).
-    projection: an mtf.Tensor [performer_features, d_kv].
-    numerical_stabilizer: eps (google-research's default 1e-3).
-
-  Returns:
-    an mtf.Tensor [..., performer_features].
+  The feature dimension is d_kv itself. google-research's default Performer
+  kernel in both its TensorFlow and JAX fast_attention.
   """
-  features_dim, kv_dim = projection.shape.dims
-  out_shape = x.shape - kv_dim + features_dim
-  x_dash = mtf.einsum([x, projection],
-                      output_shape=out_shape)  # [..., heads, features]
-  return mtf.relu(x_dash * features_dim.size**-0.5) + numerical_stabilizer
+
+  def __init__(self, numerical_stabilizer=1e-3):
+    """Records the hyperparameters.
+
+    Args:
+      numerical_stabilizer: eps added to the ReLU features.
+    """
+    self.numerical_stabilizer = numerical_stabilizer
+
+  def features_dim(self, kv_dim):
+    """The features dimension of phi(x) for x [..., kv_dim]."""
+    return mtf.Dimension(FEATURES_DIM_NAME, kv_dim.size)
+
+  def features(self, context, kv_dim, xs):
+    """[phi(x) for x in xs]: each [..., d_kv] -> [..., performer_features]."""
+    del context
+    return [relu_features(x, kv_dim, self.numerical_stabilizer) for x in xs]
+
+
+@gin.configurable
+class RandomReluKernel(object):
+  """Random-feature ReLU phi(x) = relu(x W^T / sqrt(m)) + eps (FAVOR+ style).
+
+  W: m orthogonal Gaussian random features of d_kv, drawn per layer from a
+  stateless seed (a hash of the layer's variable scope), optionally redrawn
+  every `redraw_interval` steps; not a variable, so it adds no parameters.
+  """
+
+  def __init__(self,
+               num_random_features=256,
+               redraw_interval=0,
+               numerical_stabilizer=1e-3,
+               feature_seed=0):
+    """Records the hyperparameters.
+
+    Args:
+      num_random_features: m, the number of random features per head.
+      redraw_interval: draw new random features every this many training
+        steps (keyed on the global step); 0 keeps one draw for the whole run.
+      numerical_stabilizer: eps added to the ReLU features.
+      feature_seed: added to the per-layer seed, to draw a different set of
+        features.
+    """
+    self.num_random_features = num_random_features
+    self.redraw_interval = redraw_interval
+    self.numerical_stabilizer = numerical_stabilizer
+    self.feature_seed = feature_seed
+
+  def features_dim(self, kv_dim):
+    del kv_dim
+    return mtf.Dimension(FEATURES_DIM_NAME, self.num_random_features)
+
+  def projection(self, context, kv_dim):
+    """The layer's random features as an mtf.Tensor [features, d_kv].
+
+    Computed in TensorFlow from a stateless seed and imported fully
+    replicated, so every mesh slice (and every decoding step) sees the same
+    matrix. Call it inside the layer's variable scope (its seed).
+    """
+    scope = tf.get_variable_scope().name
+    layer_seed = zlib.crc32(scope.encode("utf-8")) + self.feature_seed
+    layer_seed %= 2**31
+    draw = tf.constant(0, tf.int32)
+    if self.redraw_interval:
+      step = tf.train.get_or_create_global_step()
+      draw = tf.cast(step // self.redraw_interval, tf.int32)
+    seed = tf.stack([tf.constant(layer_seed, tf.int32), draw])
+    matrix = orthogonal_gaussian_features(self.num_random_features, kv_dim.size,
+                                          seed)
+    matrix = tf.cast(matrix, context.activation_dtype)
+    return mtf.import_fully_replicated(
+        context.mesh,
+        matrix,
+        mtf.Shape([self.features_dim(kv_dim), kv_dim]),
+        name="performer_projection")
+
+  def features(self, context, kv_dim, xs):
+    """[phi(x) for x in xs], one draw of W for all of them."""
+    projection = self.projection(context, kv_dim)
+    return [
+        random_relu_features(x, projection, self.numerical_stabilizer)
+        for x in xs
+    ]
 
 
 def _chunking(length, chunk_size):
@@ -323,22 +437,13 @@ class PerformerSelfAttention(transformer_layers.SelfAttention):
   is ignored (the residual dropout of the layer stack still applies).
   """
 
-  def __init__(self,
-               num_random_features=256,
-               redraw_interval=0,
-               numerical_stabilizer=1e-3,
-               feature_seed=0,
-               chunk_size=DEFAULT_CHUNK_SIZE,
-               **kwargs):
+  def __init__(self, kernel=None, chunk_size=DEFAULT_CHUNK_SIZE, **kwargs):
     """Records the hyperparameters.
 
     Args:
-      num_random_features: m, the number of random features per head.
-      redraw_interval: draw new random features every this many training
-        steps (keyed on the global step); 0 keeps one draw for the whole run.
-      numerical_stabilizer: eps added to the ReLU features.
-      feature_seed: added to the per-layer seed (a hash of the layer's
-        variable scope), to draw a different set of features.
+      kernel: the feature map phi, an object with `features_dim(kv_dim)` and
+        `features(context, kv_dim, xs)`: `ReluKernel()` (the default) or
+        `RandomReluKernel()`.
       chunk_size: positions per chunk in causal or segmented attention
         (`linear_attention`); changes the speed, not the result.
       **kwargs: SelfAttention's arguments (num_heads, key_value_size, ...).
@@ -348,39 +453,12 @@ class PerformerSelfAttention(transformer_layers.SelfAttention):
       raise ValueError("PerformerSelfAttention has no attention matrix to add "
                        "relative position biases to; unset "
                        "relative_attention_type")
-    self.num_random_features = num_random_features
-    self.redraw_interval = redraw_interval
-    self.numerical_stabilizer = numerical_stabilizer
-    self.feature_seed = feature_seed
+    self.kernel = ReluKernel() if kernel is None else kernel
     self.chunk_size = chunk_size
 
   @property
   def features_dim(self):
-    return mtf.Dimension(FEATURES_DIM_NAME, self.num_random_features)
-
-  def projection(self, context):
-    """The layer's random features as an mtf.Tensor [features, d_kv].
-
-    Computed in TensorFlow from a stateless seed and imported fully
-    replicated, so every mesh slice (and every decoding step) sees the same
-    matrix; not a variable, so it adds no parameters.
-    """
-    scope = tf.get_variable_scope().name
-    layer_seed = zlib.crc32(scope.encode("utf-8")) + self.feature_seed
-    layer_seed %= 2**31
-    draw = tf.constant(0, tf.int32)
-    if self.redraw_interval:
-      step = tf.train.get_or_create_global_step()
-      draw = tf.cast(step // self.redraw_interval, tf.int32)
-    seed = tf.stack([tf.constant(layer_seed, tf.int32), draw])
-    matrix = orthogonal_gaussian_features(self.num_random_features,
-                                          self.key_value_size, seed)
-    matrix = tf.cast(matrix, context.activation_dtype)
-    return mtf.import_fully_replicated(
-        context.mesh,
-        matrix,
-        mtf.Shape([self.features_dim, self.kv_dim]),
-        name="performer_projection")
+    return self.kernel.features_dim(self.kv_dim)
 
   def state_shapes(self, context, heads_dims):
     """Shapes of the incremental state (S, z)."""
@@ -395,9 +473,8 @@ class PerformerSelfAttention(transformer_layers.SelfAttention):
     q = params.compute_q(x)  # [batch, length, heads, d_kv]
     k = params.compute_k(x)  # [batch, length, heads, d_kv]
     v = params.compute_v(x)  # [batch, length, heads, d_kv]
-    projection = self.projection(context)
-    q_features = relu_features(q, projection, self.numerical_stabilizer)
-    k_features = relu_features(k, projection, self.numerical_stabilizer)
+    q_features, k_features = self.kernel.features(
+        context, self.kv_dim, [q, k])  # [batch, length, heads, features]
     kv_shape, k_sum_shape = self.state_shapes(context, params.query_heads_dims)
     if context.mode == "incremental":
       old_kv, old_k_sum = context.get_states(2)
