@@ -11,12 +11,22 @@ reuses. It adds only what that module leaves to the caller:
 `num_layers` (mesh_tensorflow needs them as explicit lists, which would make
 the architecture file size-dependent).
 
-What mesh_tensorflow's funnel does with masks and positions, and we keep: a
-pooled position takes the sequence id of its first source position (so it is
-padding only if that source is), and positions become 0..L/2-1 (with T5's
-relative attention, Mesh-TF uses index positions, not positions within packed
-examples, so this is exact). Mean pooling does mix a pair that straddles the
-end of an example (its padding, or the next packed example) into one vector.
+Where mesh_tensorflow pools (`FunnelTransformerLayerStack.call`): in every
+block but the first, right after the first layer's self-attention sublayer
+(norm, attention, dropout, residual add), so that attention runs over the
+unpooled sequence and only its output is pooled (Mesh-TF's stand-in for Dai
+et al.'s pooled-query attention); the layer's feed-forward and the rest of
+the block run at the pooled length.
+
+What it does with masks and positions, and we keep: pooling is
+`mtf.pool_tensor_1d`, a plain mean (or max) over each window of every
+channel, padding included; a pooled position takes the sequence id of its
+first source position (so it is padding only if that source is), and
+positions become 0..L/2-1 (with T5's relative attention, Mesh-TF uses index
+positions, not positions within packed examples, so this is exact). A window
+that straddles the end of an example mixes its padding (or, packed, the next
+example) into one vector; gin/arch/funnel_transformer.gin turns packing off,
+as Narang et al.'s funnel gin does.
 """
 
 import gin
@@ -42,9 +52,9 @@ def even_block_sizes(num_layers, n_blocks):
 class EvenFunnelLayerStack(funnel_transformer.FunnelTransformerLayerStack):
   """mesh_tensorflow's Funnel encoder stack with blocks sized from the layers.
 
-  Every block but the first starts by pooling the sequence (mean over
-  `pooling_size` neighbours), so an encoder of n blocks returns
-  length / pooling_size**(n-1) positions. Parameters are not shared between
+  Every block but the first pools the sequence (mean over `pooling_size`
+  neighbours) after its first self-attention sublayer, so an encoder of n
+  blocks returns length / pooling_size**(n-1) positions. Parameters are not shared between
   layers (block_repeat_size 1), so the parameter count equals the vanilla
   encoder's, as in Table 1.
   """

@@ -28,3 +28,32 @@ def lower_and_run(mesh, outputs, mesh_shape="", layout=""):
     sess.run(tf.global_variables_initializer())
     sess.run(lowering.copy_masters_to_slices())
     return sess.run(fetch)
+
+
+def train_rows(gin_files, num_rows=8, gin_params=()):
+  """The first training rows `utils.run` would read under `gin_files`.
+
+  Calls the configured `utils.run.train_dataset_fn` as utils.run does
+  (sequence_length, vocabulary, dataset_split from the config), so the
+  bindings of the arch file (e.g. `mesh_train_dataset_fn.pack`) apply.
+
+  Args:
+    gin_files: arch, size, mesh and run files (with run/cpu_quick.gin for
+      the offline corpus, which the caller's `offline_dir` fixture builds).
+    num_rows: rows to read.
+    gin_params: extra bindings.
+
+  Returns:
+    a list of {feature: NumPy array} rows, unbatched.
+  """
+  import gin
+  import tensorflow_datasets as tfds
+  from mtf_arch import graph
+  with graph.config(gin_files, gin_params):
+    dataset_fn = gin.query_parameter("utils.run.train_dataset_fn")
+    dataset_fn = dataset_fn.scoped_configurable_fn
+    ds = dataset_fn(
+        sequence_length=gin.query_parameter("utils.run.sequence_length"),
+        vocabulary=None,
+        dataset_split=gin.query_parameter("utils.run.dataset_split"))
+    return list(tfds.as_numpy(ds.take(num_rows)))

@@ -1,4 +1,5 @@
-"""ALBERT: one set of layer weights per stack, shared embedding and softmax."""
+"""ALBERT: one set of layer weights per stack (arch/albert.gin) or for both
+stacks (arch/albert_shared.gin), shared factorized embedding and softmax."""
 
 import mesh_tensorflow as mtf
 from mesh_tensorflow.transformer import utils as mtf_utils
@@ -6,9 +7,10 @@ import pytest
 import tensorflow.compat.v1 as tf
 
 from mtf_arch import graph
+from mtf_arch import params as params_lib
 
 SEQ = {"inputs": 16, "targets": 8}
-TIED = "make_bitransformer.encoder_name = 'decoder'"
+ALBERT, SHARED = "arch/albert.gin", "arch/albert_shared.gin"
 
 
 def _files(arch):
@@ -22,10 +24,10 @@ def _variables(arch, num_layers, params=()):
   return g.params_by_name()
 
 
-@pytest.mark.parametrize("params", [(), (TIED,)])
-def test_variable_count_does_not_grow_with_layers(params):
-  two = _variables("arch/albert.gin", 2, params)
-  five = _variables("arch/albert.gin", 5, params)
+@pytest.mark.parametrize("arch", [ALBERT, SHARED])
+def test_variable_count_does_not_grow_with_layers(arch):
+  two = _variables(arch, 2)
+  five = _variables(arch, 5)
   assert two == five
   # The vanilla Transformer's would (so the check can fail).
   assert len(_variables("arch/transformer.gin",
@@ -46,10 +48,10 @@ def _ancestor_variables(tensor, stop=()):
   return names
 
 
-def _encoder_and_decoder_variables(params=()):
+def _encoder_and_decoder_variables(arch):
   """Variables the encoder's output and the decoder's logits (given any
   encoder output) are computed from."""
-  with graph.config(_files("arch/albert.gin"), list(params)):
+  with graph.config(_files(arch)):
     mesh_shape, layout_rules = graph.mesh_and_layout()
     with tf.Graph().as_default():
       mesh = mtf.Mesh(mtf.Graph(), "mesh")
@@ -90,16 +92,47 @@ def _encoder_and_decoder_variables(params=()):
 def test_encoder_and_decoder_share_the_factorized_embedding():
   """Table 1's counts: the encoder and decoder layers are separate; both
   stacks (and the softmax) use the one factorized embedding."""
-  enc, dec = _encoder_and_decoder_variables()
+  enc, dec = _encoder_and_decoder_variables(ALBERT)
   shared = enc & dec
   assert shared == {"shared/embedding1", "shared/embedding2"}, shared
   assert any("self_attention" in n for n in enc - dec)
 
 
-def test_tied_variant_encoder_uses_only_decoder_variables():
-  """With make_bitransformer.encoder_name = 'decoder', every variable the
-  encoder reads is one the decoder reads (attention, feed-forward, norms)."""
-  enc, dec = _encoder_and_decoder_variables([TIED])
+def test_shared_variant_encoder_uses_only_decoder_variables():
+  """arch/albert_shared.gin: every variable the encoder reads is one the
+  decoder reads (attention, feed-forward, norms, relative bias)."""
+  enc, dec = _encoder_and_decoder_variables(SHARED)
   assert enc <= dec, enc - dec
   assert any("self_attention" in n for n in enc)
   assert any("dense_relu_dense" in n for n in enc)
+
+
+def test_shared_variant_has_one_layer_of_weights():
+  """The shared model's variables are arch/albert.gin's without the
+  encoder's: one self-attention (q, k, v, o, relative bias), one
+  feed-forward, one encoder-decoder attention, all in the decoder's scope."""
+  untied = _variables(ALBERT, 2)
+  shared = _variables(SHARED, 2)
+  assert any(n.startswith("encoder/") for n in untied)
+  assert shared == {
+      n: size for n, size in untied.items() if not n.startswith("encoder/")
+  }
+  assert sum("/SelfAttention/" in n for n in shared) == 5
+  assert sum("/DenseReluDense/" in n for n in shared) == 2
+  assert sum("/EncDecAttention/" in n for n in shared) == 4
+
+
+@pytest.mark.parametrize("size,num_layers", [("size/test.gin", 2),
+                                             ("size/test.gin", 5),
+                                             ("size/small.gin", 6)])
+def test_shared_variant_params_match_closed_form(size, num_layers):
+  with graph.config([SHARED, size, "mesh/cpu_1.gin", "run/pretrain.gin"],
+                    ["num_layers = %d" % num_layers]):
+    dims = [
+        graph.query(m) for m in ("%d_model", "%d_ff", "%num_heads", "%d_kv")
+    ]
+    g = graph.ModelGraph(graph.T5_VOCAB_SIZE, 1, SEQ)
+  expected = params_lib.albert_shared_params(*dims, graph.T5_VOCAB_SIZE)
+  assert g.num_params() == expected
+  if size == "size/small.gin":
+    assert expected == 8374528  # the header's Small row

@@ -1,11 +1,13 @@
 """Funnel Transformer: the encoder output is pooled, and so are its masks."""
 
+import mesh_tensorflow as mtf
 import numpy as np
 import pytest
 import tensorflow.compat.v1 as tf
 
 from mtf_arch import funnel
 from mtf_arch import graph
+from tests import mtf_run
 
 FILES = [
     "arch/funnel_transformer.gin", "size/test.gin", "mesh/cpu_1.gin",
@@ -21,21 +23,28 @@ def test_even_block_sizes(num_layers, blocks):
   assert funnel.even_block_sizes(num_layers, 3) == blocks
 
 
-def _encoder_outputs(num_layers, inputs, segmentation, position):
+def _encoder_outputs(num_layers,
+                     inputs,
+                     segmentation,
+                     position,
+                     params=(),
+                     pools=None):
   """Runs the funnel model; returns the encoder's pooled sequence ids,
-  positions and output, and the pooled length."""
+  positions and output, the pooled length, and the values of `pools` (a list
+  of mtf tensor pairs that graph building fills, see _record_pools)."""
   batch = inputs.shape[0]
   with graph.config(FILES,
                     ["dropout_rate = 0.0",
-                     "num_layers = %d" % num_layers]):
+                     "num_layers = %d" % num_layers] + list(params)):
     g = graph.ModelGraph(300, batch, {"inputs": IN_LEN, "targets": OUT_LEN})
     context = g.model.encoder.layer_stack.context
+    pooled = [t for pair in (pools or []) for t in pair]
     with g.tf_graph.as_default():
       lowering, _, _ = graph.lower(g, [""])
       fetch = [
-          lowering.export_to_tf_tensor(t)
-          for t in (context.sequence_id, context.position,
-                    context.layer_outputs[-1])
+          lowering.export_to_tf_tensor(t) for t in
+          [context.sequence_id, context.position, context.layer_outputs[-1]] +
+          pooled
       ]
       feed = {
           g.features["inputs"]:
@@ -54,8 +63,8 @@ def _encoder_outputs(num_layers, inputs, segmentation, position):
       with tf.Session() as sess:
         sess.run(tf.global_variables_initializer())
         sess.run(lowering.copy_masters_to_slices())
-        seq, pos, out = sess.run(fetch, feed)
-  return seq, pos, out, context.length_dim.size
+        seq, pos, out, *values = sess.run(fetch, feed)
+  return seq, pos, out, context.length_dim.size, values
 
 
 def _batch():
@@ -72,7 +81,7 @@ def _batch():
                                                (4, IN_LEN // 4)])
 def test_encoder_output_is_pooled_and_padding_masks_survive(num_layers, pooled):
   inputs, seg, pos = _batch()
-  seq, new_pos, out, length = _encoder_outputs(num_layers, inputs, seg, pos)
+  seq, new_pos, out, length, _ = _encoder_outputs(num_layers, inputs, seg, pos)
   stride = IN_LEN // pooled
   assert length == pooled
   assert out.shape == (2, pooled, 64)  # [batch, pooled length, d_model]
@@ -86,3 +95,66 @@ def test_encoder_output_is_pooled_and_padding_masks_survive(num_layers, pooled):
   # Index positions at the pooled resolution (what T5's relative attention
   # reads), one per pooled position.
   np.testing.assert_array_equal(new_pos, np.arange(pooled))
+
+
+def _record_pools(monkeypatch):
+  """Makes mtf.pool_tensor_1d (what the funnel stack pools with) record each
+  call's (input, output) mtf tensors in the returned list."""
+  pools, pool = [], mtf.pool_tensor_1d
+
+  def recording(x, pool_dim, reduce_fn, pool_size):
+    y = pool(x, pool_dim=pool_dim, reduce_fn=reduce_fn, pool_size=pool_size)
+    pools.append((x, y))
+    return y
+
+  monkeypatch.setattr(mtf, "pool_tensor_1d", recording)
+  return pools
+
+
+@pytest.mark.parametrize("pooling_type,reduce", [("mean", np.mean),
+                                                 ("max", np.max)])
+def test_pooled_values_equal_a_numpy_pool_of_the_pre_pool_activations(
+    monkeypatch, pooling_type, reduce):
+  """Each pooling (4 layers: blocks [2, 1, 1], so twice) replaces windows of
+  2 positions by their mean / max over all channels, padding included: the
+  pooled mask keeps a window real if its first position is (above), and
+  the window that straddles an example's end mixes its padding in."""
+  pools = _record_pools(monkeypatch)
+  inputs, seg, pos = _batch()
+  *_, values = _encoder_outputs(
+      4, inputs, seg, pos,
+      ["EvenFunnelLayerStack.pooling_type = %r" % pooling_type], pools)
+  assert len(pools) == 2
+  for x_t, _ in pools:
+    assert x_t.shape.dimension_names == ["batch", "length", "d_model"]
+  for x, y in zip(values[::2], values[1::2]):
+    b, length, d = x.shape  # [batch, length, d_model]
+    ref = reduce(x.reshape(b, length // 2, 2, d), axis=2)
+    np.testing.assert_allclose(y, ref, rtol=1e-6, atol=1e-6)
+    assert np.abs(x).max() > 1e-3
+  # First pooling, row 0: window (4, 5) holds the 5th token and a padding
+  # position whose pre-pool activation is not zero, and it is pooled in.
+  x, y = values[0], values[1]
+  assert seg[0, 4] == 1 and seg[0, 5] == 0
+  assert np.abs(x[0, 5]).max() > 1e-3
+  np.testing.assert_allclose(y[0, 2], reduce(x[0, 4:6], axis=0), rtol=1e-6)
+
+
+FUNNEL_RUN = [
+    "arch/funnel_transformer.gin", "size/test.gin", "mesh/cpu_1.gin",
+    "run/pretrain.gin", "run/cpu_quick.gin"
+]
+
+
+def test_training_rows_are_not_packed(offline_dir):
+  """The arch file's mesh_train_dataset_fn.pack = False reaches the train
+  path: rows come padded, without the segmentation and position features
+  that packing adds (utils.run then takes the ids from inputs != 0, as
+  evaluation does), while the same recipe under arch/transformer.gin packs.
+  (The offline corpus's long documents fill a 128-token row by themselves,
+  so its packed rows rarely hold a second example; C4's shorter ones do.)"""
+  del offline_dir
+  for row in mtf_run.train_rows(FUNNEL_RUN):
+    assert sorted(row) == ["inputs", "targets"]
+  packed = mtf_run.train_rows(["arch/transformer.gin"] + FUNNEL_RUN[1:])
+  assert all("inputs_segmentation" in row for row in packed)

@@ -149,3 +149,16 @@ def test_model_padding_tokens_never_change_the_loss(batch_fn,
     losses, _ = graph.train_losses(g, [batch, changed], learning_rate=0.0)
   # A leak of token 77 would move the loss by far more than float noise.
   np.testing.assert_allclose(losses[1], losses[0], rtol=1e-6)
+
+
+def test_training_rows_are_not_packed(offline_dir):
+  """The arch file's mesh_train_dataset_fn.pack = False reaches the train
+  path (see tests/test_funnel.py for the packed contrast): rows hold one
+  example, so token mixing sees each example from row position 0."""
+  del offline_dir
+  files = [
+      "arch/mlp_mixer.gin", "size/test.gin", "mesh/cpu_1.gin",
+      "run/pretrain.gin", "run/cpu_quick.gin"
+  ]
+  for row in mtf_run.train_rows(files):
+    assert sorted(row) == ["inputs", "targets"]
