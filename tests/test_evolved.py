@@ -181,3 +181,134 @@ def test_variables_are_the_stock_layers():
   # 11 + 7 + 7 per-tap depthwise weights, a depthwise bias, a pointwise
   # kernel and bias per convolution, the layer norm's scale and bias.
   assert len(stock) == 25 + 3 * 3 + 2, sorted(stock)
+
+
+def _run_random_weights(layer_cls, x, ids, seg, seed=7):
+  """One full pass with every variable (norm scale and bias too) random.
+
+  Args:
+    layer_cls: the DecoderConvolutionalLayer class.
+    x: [B, L, D] float array, the layer input.
+    ids: [B, L] int array, `context.inputs` (the shifted target ids).
+    seg: [B, L] int array, `context.sequence_id` (0 = padding).
+    seed: seed of the variable values.
+
+  Returns:
+    (output [B, L, D], {variable name without the "layer/" scope: value}).
+  """
+  layer = layer_cls(d_model=D, dropout_rate=0.0)
+  graph = tf.Graph()
+  with graph.as_default():
+    mesh = mtf.Mesh(mtf.Graph(), "mesh")
+    batch, length = mtf.Dimension("batch", B), mtf.Dimension("length", L)
+    d_model = mtf.Dimension("d_model", D)
+
+    def imp(a, dims, dtype):
+      return mtf.import_tf_tensor(mesh, tf.constant(a, dtype), mtf.Shape(dims))
+
+    ctx = _context(
+        mesh,
+        length,
+        inputs=imp(ids, [batch, length], tf.int32),
+        sequence_id=imp(seg, [batch, length], tf.int32))
+    with tf.variable_scope("layer"):
+      y = layer.call(ctx, imp(x, [batch, length, d_model], tf.float32))
+    impl = mtf.placement_mesh_impl.PlacementMeshImpl(
+        mtf.Shape([]), mtf.convert_to_layout_rules(""), [""])
+    lowering = mtf.Lowering(mesh.graph, {mesh: impl})
+    y_tf = lowering.export_to_tf_tensor(y)  # [batch, length, d_model]
+    # The tf.Variable behind each mtf variable: {name: master}.
+    # pylint: disable=protected-access
+    masters = {
+        v.name[len("layer/"):]: v._master
+        for v in mesh.graph.trainable_variables
+    }
+    # pylint: enable=protected-access
+    rng = np.random.RandomState(seed)
+    assigns = []
+    for m in masters.values():
+      value = rng.randn(*m.shape.as_list()).astype(np.float32)
+      assigns.append(tf.assign(m, value))
+    with tf.Session() as sess:
+      sess.run(tf.global_variables_initializer())
+      sess.run(assigns)
+      sess.run(lowering.copy_masters_to_slices())
+      out, weights = sess.run([y_tf, masters])
+  return out, weights
+
+
+def _np_sep_conv(x, valid, w, scope, width, relu=False):
+  """NumPy causal separable convolution: tap i reads x[t - (width-1) + i].
+
+  Args:
+    x: [B, L, C] array.
+    valid: function (src, t) -> [B] bool, whether position t reads src.
+    w: the variables, by name.
+    scope: the convolution's variable scope, e.g. "sep_conv11x1".
+    width: the filter size.
+    relu: apply a ReLU to the output.
+
+  Returns:
+    [B, L, output_size] array.
+  """
+  pre = scope + "/separable_conv1d/"
+  depthwise = np.zeros_like(x) + w[pre + "depthwise_conv_hack/"
+                                   "depthwise_dense_0/bias"]  # [B, L, C]
+  for i in range(width):
+    tap = w[pre + "depthwise_conv_hack/depthwise_dense_%d/kernel" % i]  # [C]
+    for t in range(x.shape[1]):
+      src = t - (width - 1) + i
+      if src >= 0:
+        depthwise[:, t] += tap * x[:, src] * valid(src, t)[:, None]
+  out = (depthwise @ w[pre + "pointwise_dense/kernel"] +
+         w[pre + "pointwise_dense/bias"])  # [B, L, output_size]
+  return np.maximum(out, 0) if relu else out
+
+
+def _np_decoder_convolutions(x, valid, w):
+  """So et al.'s Figure 4 decoder branches in NumPy, from the same weights.
+
+  [11x1 sep conv 2d, ReLU | 7x1 sep conv d/2, zero-padded to 2d] -> sum
+  -> layer norm (epsilon 1e-6) -> 7x1 sep conv d.
+  """
+  left = _np_sep_conv(x, valid, w, "sep_conv11x1", 11, relu=True)  # [B, L, 2D]
+  right = _np_sep_conv(x, valid, w, "sep_conv7x1_1", 7)  # [B, L, D / 2]
+  right = np.pad(right, [(0, 0), (0, 0), (0, 2 * D - D // 2)])  # [B, L, 2D]
+  h = left + right
+  mean = h.mean(-1, keepdims=True)
+  var = ((h - mean)**2).mean(-1, keepdims=True)
+  norm = "layer_prepostprocess/layer_norm/layer_norm_"
+  h = ((h - mean) / np.sqrt(var + 1e-6) * w[norm + "scale"] + w[norm + "bias"])
+  return _np_sep_conv(h, valid, w, "sep_conv7x1_2", 7)  # [B, L, D]
+
+
+def test_masked_layer_equals_numpy_reference():
+  """Both branches, the norm and the last convolution, on packed segments
+  with padding: each tap reads its source only inside the segment."""
+  seg = np.array([[1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 0, 0],
+                  [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1]])
+  targets = TARGETS * (seg != 0)
+  y, w = _run_random_weights(evolved.DecoderConvolutionalLayer, _x(),
+                             _shifted(targets, seg), seg)
+
+  def same_segment(src, t):
+    return (seg[:, src] == seg[:, t]) & (seg[:, src] != 0)
+
+  want = _np_decoder_convolutions(_x(), same_segment, w)
+  np.testing.assert_allclose(y, want, rtol=1e-4, atol=1e-4)
+  # Not vacuous: the weights are not the initial ones (norm scale 1, bias 0),
+  # and the segment mask changes the answer.
+  norm = "layer_prepostprocess/layer_norm/layer_norm_"
+  assert np.abs(w[norm + "scale"] - 1).max() > 0.1
+  assert np.abs(w[norm + "bias"]).max() > 0.1
+  unmasked = _np_decoder_convolutions(_x(), lambda s, t: np.ones(B, bool), w)
+  assert np.abs(unmasked - want)[0, 5:].max() > 1e-2
+
+
+def test_stock_layer_equals_numpy_reference():
+  """mesh_tensorflow's layer is the same math, with its own mask: a
+  position whose `context.inputs` id is 0 is read as zeros."""
+  ids = _shifted(TARGETS, SEG)
+  y, w = _run_random_weights(LAYERS["stock"], _x(), ids, SEG)
+  want = _np_decoder_convolutions(_x(), lambda src, t: ids[:, src] != 0, w)
+  np.testing.assert_allclose(y, want, rtol=1e-4, atol=1e-4)
