@@ -13,11 +13,15 @@ dynamic kernels are predicted from the current position's input. In an
 autoregressive stack (the decoder) the convolution is causal and supports
 incremental decoding: its state is the last kernel_size-1 inputs.
 
-Why not mesh_tensorflow's `LocalConvAttnBlock`: it never passes
-`num_unique_depth_filters` to its inner layer (so every channel gets its own
-kernel, and a dynamic kernel is a d_model x d_model map per tap), it masks
-with the encoder's `context.inputs` even in the decoder, lets packed examples
-bleed into each other, and adds a pointwise projection Wu et al. do not have.
+These blocks are the published variant (gin/arch/lconv_wu.gin,
+dconv_wu.gin). The default gin/arch/lconv.gin and dconv.gin use
+mesh_tensorflow's `LocalConvAttnBlock` as Narang et al. 2021 configured it,
+because Table 1's parameter and FLOPs columns follow that block; it differs
+from Wu et al.: it never passes `num_unique_depth_filters` to its inner layer
+(so every channel gets its own kernel, and a dynamic kernel is a d_model x
+d_model map per tap), it has a fixed 9-tap window and no DropConnect, it
+masks by the layer stack's own input ids (so packed examples bleed into
+each other), and it adds a pointwise projection Wu et al. do not have.
 
 Channels are laid out as [heads, conv_channels] so that the `heads` dimension
 splits over the `model` mesh dimension, as attention heads do.

@@ -97,3 +97,46 @@ def test_xl_lowers_graph_only_on_32_virtual_devices():
                    for v in tf.global_variables()
                    if "slice" not in v.name)
   assert declared == total  # master copies declared; no session ever ran
+
+
+@pytest.mark.parametrize("arch,dynamic", [("lconv", False), ("dconv", True)])
+@pytest.mark.parametrize("size", ["test", "tiny"])
+def test_local_conv_params_match_closed_form(arch, dynamic, size):
+  """gin/arch/lconv.gin and dconv.gin (mtf LocalConvAttnBlock, 9 taps) against
+  params.local_conv_params; a d_model x d_model predictor per tap shows that
+  the block drops num_unique_depth_filters = 2."""
+  files = [
+      "arch/%s.gin" % arch,
+      "size/%s.gin" % size, "mesh/cpu_1.gin", "run/pretrain.gin"
+  ]
+  with graph.config(files):
+    counted = graph.ModelGraph(graph.T5_VOCAB_SIZE, 1, {
+        "inputs": 16,
+        "targets": 8
+    }).num_params()
+    expected = params.local_conv_params(
+        vocab_size=graph.T5_VOCAB_SIZE, dynamic=dynamic, **_macros())
+  assert counted == expected
+
+
+@pytest.mark.parametrize("arch,gated",
+                         [("universal_transformer", True),
+                          ("universal_transformer_dehghani", False)])
+@pytest.mark.parametrize("size", ["test", "tiny"])
+def test_universal_transformer_params_match_closed_form(arch, gated, size):
+  """UTLayerStack's count against params.universal_transformer_params: the
+  mixing passes of arch/universal_transformer.gin share the layer's weights
+  (the same closed form holds with and without them)."""
+  size_file = "size/test.gin" if size == "test" else ("size/%s/%s.gin" %
+                                                      (arch, size))
+  files = [
+      "arch/%s.gin" % arch, size_file, "mesh/cpu_1.gin", "run/pretrain.gin"
+  ]
+  with graph.config(files):
+    counted = graph.ModelGraph(graph.T5_VOCAB_SIZE, 1, {
+        "inputs": 16,
+        "targets": 8
+    }).num_params()
+    expected = params.universal_transformer_params(
+        vocab_size=graph.T5_VOCAB_SIZE, gated=gated, **_macros())
+  assert counted == expected
