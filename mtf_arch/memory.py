@@ -1,9 +1,13 @@
 """Per-core memory of one training step under a mesh layout, graph only.
 
 `estimate(gin_files)` builds the configured model as the trainer does (the
-run's batch and sequence lengths, its mesh shape and layout rules, its
-optimizer's `apply_grads`, so Adafactor's slot variables exist), lowers
-nothing and allocates nothing, and adds up, per core:
+run's sequence lengths, mesh shape and layout rules; its batch split into
+the microbatches `utils.run` serializes a step into -- mesh_tensorflow's
+defaults.gin sets `tokens_per_microbatch_per_replica = 2048`, so a replica
+holding 32 sequences of 512 tokens runs 8 microbatches of 4 and accumulates
+their gradients; its optimizer's `apply_grads`, so Adafactor's slot
+variables exist), lowers nothing and allocates nothing, and adds up, per
+core:
 
 * **variables**: every variable of the mtf graph (weights and optimizer
   slots) in its slice dtype (float32: what a core holds; the checkpoint
@@ -11,7 +15,8 @@ nothing and allocates nothing, and adds up, per core:
 * **activations**: the peak, over the graph's operations in the order they
   were created (forward, then backward, then the update), of the op outputs
   alive at once: an output is allocated when its op runs and freed when its
-  last consumer has run; the gradients are kept to the end. Sizes are those
+  last consumer has run; the gradients (the microbatches' accumulators) are
+  kept to the end. Sizes are those
   of the mtf tensors (their dtype is the run's activation dtype) sliced by
   the layout. Two figures: `activation_bytes_kept`, where every forward
   output a gradient needs stays in memory until the backward pass uses it,
@@ -48,8 +53,8 @@ GIB = 2.0**30
 V3_CORE_HBM_BYTES = 16 * GIB
 
 Estimate = collections.namedtuple("Estimate", [
-    "mesh_shape", "batch_size", "variable_bytes", "slot_bytes",
-    "activation_bytes", "activation_bytes_kept", "split_errors"
+    "mesh_shape", "batch_size", "num_microbatches", "variable_bytes",
+    "slot_bytes", "activation_bytes", "activation_bytes_kept", "split_errors"
 ])
 # Op outputs rematerialized in the backward pass (see the module docstring).
 _REMATERIALIZED = (mtf.SlicewiseOperation, mtf.ScalarMultiplyOperation)
@@ -137,17 +142,14 @@ def estimate(gin_files, gin_params=(), vocab_size=graph.T5_VOCAB_SIZE):
     vocab_size: vocabulary size before padding (T5's by default).
 
   Returns:
-    an Estimate: mesh shape string, batch size in sequences, bytes per core of
-    model variables, of optimizer slots and of peak activations, and the
-    sorted list of dimensions the layout cannot split evenly.
+    an Estimate: mesh shape string, batch size in sequences, microbatches per
+    step, bytes per core of model variables, of optimizer slots and of peak
+    activations (rematerialized and kept), and the sorted list of dimensions
+    the layout cannot split evenly.
   """
   with graph.config(gin_files, gin_params):
-    mesh_shape, layout_rules = graph.mesh_and_layout()
-    length = graph.query("utils.run.sequence_length")
-    batch_size = mtf_utils.compute_batch_size(
-        length, mesh_shape, layout_rules, graph.query("utils.run.batch_size"))
-    g = graph.ModelGraph(vocab_size, batch_size, length, "train", mesh_shape,
-                         layout_rules)
+    g, batch_size, num_micro = _training_graph(vocab_size)
+    mesh_shape, layout_rules = g.mesh_shape, g.layout_rules
     model_vars = list(g.mtf_graph.all_variables)
     num_forward_ops = len(g.mtf_graph.operations)
     with g.tf_graph.as_default():
@@ -170,8 +172,21 @@ def estimate(gin_files, gin_params=(), vocab_size=graph.T5_VOCAB_SIZE):
   remat = activation_peak(g.mtf_graph, mesh_shape, layout_rules, grads, errors,
                           num_forward_ops)
   return Estimate(
-      str(mesh_shape), batch_size, variable_bytes, slot_bytes, remat, kept,
-      sorted(errors))
+      str(mesh_shape), batch_size, num_micro, variable_bytes, slot_bytes, remat,
+      kept, sorted(errors))
+
+
+def _training_graph(vocab_size):
+  """(ModelGraph of one microbatch, batch size, microbatches) of the config."""
+  mesh_shape, layout_rules = graph.mesh_and_layout()
+  length = graph.query("utils.run.sequence_length")
+  batch_size = mtf_utils.compute_batch_size(length, mesh_shape, layout_rules,
+                                            graph.query("utils.run.batch_size"))
+  num_micro = mtf_utils.serialize_num_microbatches(
+      mtf.Dimension("batch", batch_size), length, mesh_shape, layout_rules)
+  g = graph.ModelGraph(vocab_size, batch_size // num_micro, length, "train",
+                       mesh_shape, layout_rules)
+  return g, batch_size, num_micro
 
 
 def total_bytes(est):
@@ -182,8 +197,8 @@ def layout_errors(gin_files, gin_params=(), vocab_size=graph.T5_VOCAB_SIZE):
   """What stops a run from starting on its mesh, from the forward graph.
 
   Parses the files (the package's mesh check runs: a macro that does not
-  split raises ConfigError), builds the model at the run's batch and lengths
-  and lists every tensor dimension the layout splits unevenly.
+  split raises ConfigError), builds the model at the run's microbatch and
+  lengths and lists every tensor dimension the layout splits unevenly.
 
   Args:
     gin_files: the run's gin files (arch, size, mesh, run).
@@ -194,12 +209,8 @@ def layout_errors(gin_files, gin_params=(), vocab_size=graph.T5_VOCAB_SIZE):
     sorted list of "dim:size over mesh_dim:size" strings; empty if it starts.
   """
   with graph.config(gin_files, gin_params):
-    mesh_shape, layout_rules = graph.mesh_and_layout()
-    length = graph.query("utils.run.sequence_length")
-    batch_size = mtf_utils.compute_batch_size(
-        length, mesh_shape, layout_rules, graph.query("utils.run.batch_size"))
-    g = graph.ModelGraph(vocab_size, batch_size, length, "train", mesh_shape,
-                         layout_rules)
+    g, _, _ = _training_graph(vocab_size)
+  mesh_shape, layout_rules = g.mesh_shape, g.layout_rules
   errors = set()
   for op in g.mtf_graph.operations:
     for t in op.outputs:

@@ -87,11 +87,21 @@ def study_architectures():
 
 
 def size_file(arch_name, size):
-  """The size gin file for an architecture and a paper size ('Tiny'...)."""
+  """The size gin file for an architecture and a paper size ('Tiny'...).
+
+  An architecture's own `gin/size/<arch>/` table, else the table of the
+  architecture it is a `variant-of`, else the shared `gin/size/<size>.gin`.
+  """
   size = size.lower()
-  own = os.path.join("size", arch_name, "%s.gin" % size)
-  if os.path.exists(os.path.join(paths.gin_dir(), own)):
-    return own
+  names = [arch_name]
+  arch_path = os.path.join(paths.gin_dir(), "arch", arch_name + ".gin")
+  if os.path.exists(arch_path):
+    with open(arch_path) as f:
+      names.append(_header(f.read(), "variant-of"))
+  for name in filter(None, names):
+    own = os.path.join("size", name, "%s.gin" % size)
+    if os.path.exists(os.path.join(paths.gin_dir(), own)):
+      return own
   return os.path.join("size", "%s.gin" % size)
 
 

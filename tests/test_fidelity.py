@@ -92,6 +92,9 @@ def test_layout_errors_name_an_uneven_split():
 def test_hardest_rows_fit_a_v3_core(arch, size):
   est = memory.estimate(configs.pretrain_files(ARCHS[arch], size))
   assert est.split_errors == []
+  # Each replica runs microbatches of 2,048 tokens (mtf's defaults.gin).
+  replicas = 32 // {"XL": 8 if arch != "switch_transformer" else 4}.get(size, 2)
+  assert est.num_microbatches == 128 // replicas // 4
   assert memory.total_bytes(est) <= memory.V3_CORE_HBM_BYTES, est
   # The weights themselves are there: at least params x 4 bytes / cores.
   assert est.variable_bytes * 32 >= 4 * paper.table1_params(
@@ -111,6 +114,8 @@ def test_variables_of_a_batch_only_mesh_are_whole_on_every_core():
     }).num_params()
   assert est.variable_bytes == 4 * n
   assert est.batch_size == 128  # 65,536 tokens / 512
+  # 4 sequences (2,048 tokens) per replica: one microbatch (mtf defaults.gin).
+  assert est.num_microbatches == 1
   assert 0 < est.activation_bytes < est.activation_bytes_kept
 
 
