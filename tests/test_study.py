@@ -39,6 +39,11 @@ def _runner(spec_path, study_dir):
   ]
 
 
+def _run(argv, env, timeout):
+  return subprocess.run(
+      argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+
+
 def _states(study_dir):
   out = {}
   cells = os.path.join(study_dir, "cells")
@@ -78,13 +83,7 @@ def test_killed_study_resumes_with_one_record_set_per_cell(
   killed_states = _states(study_dir)
   assert all(s["status"] != "done" for s in killed_states.values())
 
-  out = subprocess.run(
-      _runner(str(spec), study_dir),
-      cwd=REPO,
-      env=env,
-      capture_output=True,
-      text=True,
-      timeout=900)
+  out = _run(_runner(str(spec), study_dir), env, 900)
   assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
   assert re.search(r"resuming at (upstream_eval|finetune)", out.stdout)
   states = _states(study_dir)
@@ -102,37 +101,19 @@ def test_killed_study_resumes_with_one_record_set_per_cell(
     } <= metrics, (size, metrics)
 
   # A third run finds everything done and reruns nothing.
-  again = subprocess.run(
-      _runner(str(spec), study_dir),
-      cwd=REPO,
-      env=env,
-      capture_output=True,
-      text=True,
-      timeout=300)
+  again = _run(_runner(str(spec), study_dir), env, 300)
   assert again.returncode == 0
   assert "2 already done, 0 to run" in again.stdout
   with open(os.path.join(study_dir, "study.json")) as f:
     recorded = json.load(f)
   assert recorded["spec"]["pretrain_steps"] == 4 and recorded["mtf_arch_version"]
-  status = subprocess.run(
-      _runner(str(spec), study_dir) + ["--status"],
-      cwd=REPO,
-      env=env,
-      capture_output=True,
-      text=True,
-      timeout=300)
+  status = _run(_runner(str(spec), study_dir) + ["--status"], env, 300)
   assert re.search(r"^transformer-test\s+done\s", status.stdout, re.M)
   assert status.stdout.strip().endswith("2 done"), status.stdout
 
   # Resuming with another recipe stops and says which cells changed.
   spec.write_text(TWO_CELLS.replace("pretrain_steps = 4", "pretrain_steps = 6"))
-  changed = subprocess.run(
-      _runner(str(spec), study_dir),
-      cwd=REPO,
-      env=env,
-      capture_output=True,
-      text=True,
-      timeout=300)
+  changed = _run(_runner(str(spec), study_dir), env, 300)
   assert changed.returncode == 1
   assert "the recipe of 2 cell(s) changed since they ran" in changed.stderr
   assert "--force" in changed.stderr
