@@ -11,6 +11,7 @@ import pytest
 
 from mtf_arch import graph
 from mtf_arch import params
+from mtf_arch import registry
 from tests import paper
 
 SIZES = ["tiny", "small", "base", "large", "xl"]
@@ -127,8 +128,8 @@ def test_universal_transformer_params_match_closed_form(arch, gated, size):
   """UTLayerStack's count against params.universal_transformer_params: the
   mixing passes of arch/universal_transformer.gin share the layer's weights
   (the same closed form holds with and without them)."""
-  size_file = "size/test.gin" if size == "test" else ("size/%s/%s.gin" %
-                                                      (arch, size))
+  size_file = ("size/test.gin" if size == "test" else registry.size_file(
+      arch, size))
   files = [
       "arch/%s.gin" % arch, size_file, "mesh/cpu_1.gin", "run/pretrain.gin"
   ]
