@@ -177,7 +177,7 @@ def summary(frame):
         "Rows that start and fit a 16 GiB v3 core: %d of %d; "
         "largest per-core estimate %.1f GiB." %
         ((frame["fits"] == "yes").sum(), len(frame), frame["core_gib"].max()))
-  in_grid = frame[frame["arch"].isin(registry.study_architectures())]
+  in_grid = frame[frame["arch"].isin(list(registry.study_architectures()))]
   lines.append(
       "The paper grid (%d rows, variants with in-studies included) needs "
       "%.0f v3-32 days at Table 1's speed (2^19 pretraining + 10^5 "
@@ -264,7 +264,7 @@ def main(argv=None):
   csv_path = os.path.join(args.out, "configs.csv")
   if args.update and os.path.exists(csv_path):
     old = pd.read_csv(csv_path)
-    old = old[old["arch"].isin(archs)]  # drop rows of removed arch files
+    old = old[old["arch"].isin(list(archs))]  # drop rows of removed arch files
     done = set(zip(frame["arch"], frame["size"]))
     keep = old[[k not in done for k in zip(old["arch"], old["size"])]]
     frame = pd.concat([keep.reindex(columns=COLUMNS), frame])
