@@ -13,7 +13,9 @@ line through one model's sizes, protocol "standard"):
   alpha_U,D: D vs U (both linear)
 
 with D = the mean of the GLUE, SuperGLUE and SQuAD scores (0-100; the text
-says "downstream accuracy" without naming one score). Logarithms for FLOPs
+says "downstream accuracy" without naming one score). For a table of offline
+proxy runs only, D is the mean of glue_proxy, superglue_proxy and squad_proxy
+and is named "Dproxy" in every column (alpha_F,Dproxy, ...): it is not GLUE. Logarithms for FLOPs
 and parameters because the sizes grow geometrically (the paper's figures use
 log axes); the slope's sign then says whether quality improves with scale,
 and alpha_F,U is in nats of log-perplexity per decade of FLOPs. Every slope
@@ -39,7 +41,8 @@ PROXY = tuple(m + "_proxy" for m in DOWNSTREAM)
 
 
 def downstream_columns(table):
-  """GLUE/SuperGLUE/SQuAD, or the offline proxies when a table has only those.
+  """GLUE/SuperGLUE/SQuAD, or the offline proxies when a table has only those
+  (any of them; a missing one makes the mean NaN, not a smaller mean).
 
   Returns:
     (columns, is_proxy).
@@ -48,7 +51,7 @@ def downstream_columns(table):
   def has(c):
     return c in table and table[c].notna().any()
 
-  if not any(has(c) for c in DOWNSTREAM) and all(has(c) for c in PROXY):
+  if not any(has(c) for c in DOWNSTREAM) and any(has(c) for c in PROXY):
     return PROXY, True
   return DOWNSTREAM, False
 
@@ -63,6 +66,16 @@ def with_downstream(table):
       table[c] = float("nan")
   table["downstream"] = table[list(columns)].mean(axis=1, skipna=False)
   return table
+
+
+def slope_names(proxy):
+  """["F,U", "F,D", ...], with "Dproxy" for D when the scores are proxies."""
+  d_name = "Dproxy" if proxy else "D"
+  return [
+      "%s,%s" % tuple(d_name if k == "D" else k
+                      for k in pair)
+      for pair in SLOPES
+  ]
 
 
 def slope(x, y):
@@ -118,17 +131,18 @@ def slopes_table(table, n_boot=2000, level=0.95):
     n_boot, level: bootstrap settings.
 
   Returns:
-    (DataFrame with columns model and, per slope "F,U" etc., alpha_F,U,
-    lo_F,U, hi_F,U, n_F,U; a list of "model: why" lines for slopes that
-    could not be fitted).
+    (DataFrame with one row per model that has protocol "standard" rows,
+    columns model and, per slope "F,U" etc. (slope_names),
+    alpha_F,U, lo_F,U, hi_F,U, n_F,U; a list of "model: why" lines for
+    slopes that could not be fitted).
   """
+  _, proxy = downstream_columns(table)
   table = with_downstream(table)
   rows, missing = [], []
-  models = list(dict.fromkeys(table["model"]))
+  models = list(dict.fromkeys(table[table["protocol"] == "standard"]["model"]))
   for model in models:
     row = {"model": model}
-    for x_key, y_key in SLOPES:
-      name = "%s,%s" % (x_key, y_key)
+    for (x_key, y_key), name in zip(SLOPES, slope_names(proxy)):
       x, y = points(table, model, x_key, y_key)
       row["n_" + name] = len(x)
       if len(x) < 2 or np.ptp(x) == 0:
@@ -145,7 +159,7 @@ def slopes_table(table, n_boot=2000, level=0.95):
 
 def slopes_markdown(frame):
   """Table 2 as Markdown: alpha [lo, hi] (n) per cell."""
-  names = ["%s,%s" % s for s in SLOPES]
+  names = [c[len("alpha_"):] for c in frame.columns if c.startswith("alpha_")]
   lines = [
       "| model | " + " | ".join("alpha_" + n for n in names) + " |",
       "|---" * (len(names) + 1) + "|"

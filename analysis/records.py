@@ -12,7 +12,10 @@ Fields:
   size (str, required): "Tiny", "Small", "Base", "Large", "XL", or a free
     label for depth/width runs ("NL=8").
   metric (str, required): one of METRICS: params (count), flops (any unit,
-    the same for every record of a table), speed_steps_per_s, neg_log_ppl
+    the same for every record of a table; a study writes mtf_arch/flops.py's
+    lowered-graph count with source "graph", not Table 1's unit),
+    speed_steps_per_s (Table 1's TPU speed, or a study cell's own CPU
+    pretraining steps/s; analysis/labels.py says which), neg_log_ppl
     (upstream validation negative log-perplexity), glue, superglue, squad
     (downstream scores, 0-100); glue_proxy, superglue_proxy, squad_proxy
     (the offline proxy suite of mtf_arch/proxy_tasks.py: never GLUE).
@@ -23,6 +26,10 @@ Fields:
   protocol (str, optional): "standard" (default; the size grid), "depth" or
     "width" (the paper's Figures 4 and 5 scaling protocols).
 
+A folder is read as every records file below it, except that a study
+folder (`launch.study`'s runs/<study>/) gives its results.jsonl only -- not
+its cells' own files nor its analysis/ output (see `results_files`).
+
 Also read: a CSV with Table 1's columns (`TABLE1_COLUMNS`; params as "16M"
 or a number; an empty cell is a missing value), and `results.json` files as
 written by `python -m launch.default` (negative log-perplexity by step).
@@ -30,7 +37,6 @@ Malformed input raises `RecordError` naming the file and line or row.
 """
 
 import csv
-import glob
 import json
 import math
 import os
@@ -202,13 +208,53 @@ def read_launch_results(path, paper_models=None):
   ]
 
 
+def is_study_folder(path):
+  """Whether a folder is a `launch.study` study directory (results.jsonl at
+  the top, beside study.json or cells/)."""
+  return os.path.isfile(os.path.join(
+      path,
+      "results.jsonl")) and (os.path.isfile(os.path.join(path, "study.json")) or
+                             os.path.isdir(os.path.join(path, "cells")))
+
+
+def _is_analysis_output(path):
+  """Whether a folder was written by this package (report.md, table2.csv)."""
+  return all(
+      os.path.isfile(os.path.join(path, name))
+      for name in ("report.md", "table2.csv"))
+
+
+def results_files(folder):
+  """The records files of a folder, for `load`.
+
+  A study folder contributes its results.jsonl only (not its cells' own
+  record files, not its analysis/ output); below other folders, study
+  folders count the same way, analysis output folders are skipped, and every
+  other *.jsonl, *.csv and results.json is read.
+  """
+  out = []
+  for root, dirs, files in os.walk(folder):
+    dirs.sort()
+    if is_study_folder(root):
+      out.append(os.path.join(root, "results.jsonl"))
+      dirs[:] = []
+      continue
+    if _is_analysis_output(root):
+      dirs[:] = []
+      continue
+    out += [
+        os.path.join(root, f)
+        for f in sorted(files)
+        if f.endswith((".jsonl", ".csv")) or f == "results.json"
+    ]
+  return out
+
+
 def load(path):
-  """Records from a file (.jsonl, .csv, results.json) or a folder of them."""
+  """Records from a file (.jsonl, .csv, results.json) or a folder of them
+  (see `results_files`: a study folder gives its results.jsonl only)."""
   if os.path.isdir(path):
-    files = sorted(
-        glob.glob(os.path.join(path, "**", "*.jsonl"), recursive=True) +
-        glob.glob(os.path.join(path, "**", "*.csv"), recursive=True) +
-        glob.glob(os.path.join(path, "**", "results.json"), recursive=True))
+    files = results_files(path)
     if not files:
       raise RecordError("%s: no *.jsonl, *.csv or results.json files" % path)
     return [r for f in files for r in load(f)]

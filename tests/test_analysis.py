@@ -15,6 +15,7 @@ from analysis import cli
 from analysis import crossover
 from analysis import figures
 from analysis import fit
+from analysis import labels as labels_lib
 from analysis import records
 
 PAPER_MODELS = 12
@@ -39,13 +40,15 @@ def _synthetic(slopes,
       log_f = 0.1 + 0.5 * i
       u = -3 + a_fu * log_f + noise * rng.randn()
       d = 50 + a_fd * log_f + noise * rng.randn()
+      # Three different scores whose mean is d: a downstream mean weighted
+      # otherwise (or one score alone) has another slope.
       values = {
           "flops": 10**log_f,
           "params": 10**(log_f + 1),
           "neg_log_ppl": u,
-          "glue": d,
-          "superglue": d,
-          "squad": d
+          "glue": d + 10 + 2 * log_f,
+          "superglue": d - 4 - 5 * log_f,
+          "squad": d - 6 + 3 * log_f
       }
       out += [
           dict(
@@ -95,11 +98,13 @@ def test_single_size_model_is_reported_not_dropped(tmp_path):
       for m in missing)
   csv = tmp_path / "partial.csv"
   csv.write_text("model,size,flops,neg_log_ppl\nA,Tiny,1,-3\nA,Base,10,-2\n"
-                 "Lone,Base,5,-2.5\n")
+                 "A,Large,20,\nLone,Base,5,-2.5\n")
   report = "\n".join(
       cli.run(str(csv), str(tmp_path / "out"), n_boot=20, log=lambda s: None))
   assert "Lone: only Base" in report
-  assert "A Tiny (standard): no params" in report
+  assert "A Large (standard): no neg_log_ppl" in report
+  assert "no record has params, speed_steps_per_s, glue" in report
+  assert "A Tiny (standard)" not in report
 
 
 def test_paper_table_is_read_completely():
@@ -178,12 +183,18 @@ def test_latest_step_wins_and_launch_results_are_read(tmp_path):
   assert table["neg_log_ppl"].item() == -4.0
 
 
+def _paper_labels():
+  return labels_lib.describe(_paper(), "paper")
+
+
 def test_figure1_content():
-  fig = figures.figure1(_paper())
+  labels = _paper_labels()
+  fig = figures.figure1(_paper(), labels=labels).figure
   ax_up, ax_down = fig.axes
-  assert ax_up.get_xlabel().startswith("FLOPs") and ax_up.get_xscale() == "log"
-  assert ax_up.get_ylabel() == figures.LABELS["neg_log_ppl"]
-  assert ax_down.get_ylabel() == figures.LABELS["downstream"]
+  assert ax_up.get_xlabel() == "FLOPs (Table 1's column)"
+  assert ax_up.get_xscale() == "log"
+  assert ax_up.get_ylabel() == labels.axis("neg_log_ppl")
+  assert ax_down.get_ylabel() == "Downstream (mean of GLUE, SuperGLUE, SQuAD)"
   series = [c.get_label() for c in ax_up.collections]
   assert len(series) == PAPER_MODELS and "MLP-Mixer" in series
   frontier = [l for l in ax_up.lines if l.get_label() == "Pareto frontier"][0]
@@ -196,24 +207,37 @@ def test_figure1_content():
 
 @pytest.mark.parametrize("metric", ["neg_log_ppl", "downstream"])
 def test_figures_2_and_3_one_panel_per_model(metric):
-  fig = figures.figure_vs_vanilla(_paper(), metric, "t")
+  labels = _paper_labels()
+  fig = figures.figure_vs_vanilla(_paper(), metric, "t", labels).figure
   panels = [ax for ax in fig.axes if ax.get_visible()]
   assert len(panels) == PAPER_MODELS - 1
+  table = fit.with_downstream(_paper())
   for ax in panels:
-    labels = [l.get_label() for l in ax.lines]
-    assert labels == ["Transformer", ax.get_title()]
-    assert ax.get_ylabel() == figures.LABELS[metric]
+    names = [l.get_label() for l in ax.lines]
+    assert names == ["Transformer", ax.get_title()]
+    assert ax.get_ylabel() == labels.axis(metric)
+    for line in ax.lines:  # the drawn curve is the table's, in FLOPs order
+      rows = table[table["model"] == line.get_label()].sort_values("flops")
+      np.testing.assert_allclose(line.get_xdata(), rows["flops"])
+      np.testing.assert_allclose(line.get_ydata(), rows[metric])
   figures.plt.close(fig)
 
 
 def test_tradeoff_figure_axes_and_series():
-  fig = figures.figure_tradeoff(_paper(), "superglue", 7)
+  labels = _paper_labels()
+  fig = figures.figure_tradeoff(_paper(), "superglue", 7, labels=labels).figure
   assert [ax.get_xlabel() for ax in fig.axes] == [
-      figures.LABELS[c] for c in ("flops", "params", "speed_steps_per_s")
+      "FLOPs (Table 1's column)", "Parameters",
+      "Speed (Table 1, steps/s, 16 TPU-v3 chips)"
   ]
-  for ax in fig.axes:
+  table = _paper()
+  for ax, x_col in zip(fig.axes, figures.COST_AXES):
     assert len(ax.lines) == PAPER_MODELS
     assert ax.get_ylabel() == "SuperGLUE"
+    for line in ax.lines:
+      rows = table[table["model"] == line.get_label()].sort_values(x_col)
+      np.testing.assert_allclose(line.get_xdata(), rows[x_col])
+      np.testing.assert_allclose(line.get_ydata(), rows["superglue"])
   assert "Figure 7" in fig._suptitle.get_text()
   figures.plt.close(fig)
 
@@ -245,7 +269,8 @@ def test_cli_writes_tables_and_figures_from_the_paper(tmp_path):
     assert (out / "figures" / ("figure%d.pdf" % n)).exists()
   assert not (out / "figures" / "figure4.png").exists()
   report = (out / "report.md").read_text()
-  assert "Figure 4: missing" in report and "Figure 5: missing" in report
+  assert "Figure 4 not written: no records with protocol 'depth'" in report
+  assert "Figure 5 not written: no records with protocol 'width'" in report
   table2 = pd.read_csv(out / "table2.csv")
   assert len(table2) == PAPER_MODELS
   assert "alpha_U,D" in (out / "table2.md").read_text()
