@@ -26,6 +26,7 @@ mesh is forced to one slice ("batch:1,model:1") so no op is split.
 import collections
 import re
 
+import mesh_tensorflow as mtf
 import numpy as np
 
 from mtf_arch import graph
@@ -135,6 +136,99 @@ def forward_count(gin_files,
     num_params = g.num_params()
     graph.lower(g, [""], autostack=False)
     return num_params, count_ops(g.tf_graph)
+
+
+SlicedCount = collections.namedtuple(
+    "SlicedCount", ["num_params", "flops", "repeated_flops", "mesh_shape"])
+
+
+def mesh_einsum_flops(mtf_graph, mesh_shape, layout_rules):
+  """FLOPs of an mtf graph's contractions, and those the model slices repeat.
+
+  The same contractions as `count_ops` on the lowered graph: every
+  `mtf.EinsumOperation` that mtf lowers to a `tf.einsum` -- two or more
+  inputs, something contracted, no input holding every dimension (those
+  lower to a multiply and a reduce_sum, `ops._einsum_helper`) -- the one-hot
+  lookups included, as in `lowered_gflops`. Each costs 2 x the product of
+  the sizes of all its dimensions.
+
+  Lowered, each core computes an einsum on its slices: a dimension that the
+  layout splits over a mesh axis (in any input; layout rules go by
+  dimension name) divides the core's share by that axis's size, and every
+  core along an axis that splits none of its dimensions repeats the work.
+  `repeated` is that extra work along the model-parallel axes (every axis
+  but the one `batch` is laid out over): 0 when every contraction is split
+  over them, f x (k - 1) for a contraction of f FLOPs that k model slices
+  each compute whole (e.g. a d_model x d_model map: layout.gin splits heads,
+  d_ff, vocab and experts, never d_model). Repetition along the data axis
+  is not counted: per sequence it depends on the per-core batch.
+
+  Args:
+    mtf_graph: an mtf.Graph (forward only).
+    mesh_shape: mtf.Shape of the mesh.
+    layout_rules: mtf.LayoutRules.
+
+  Returns:
+    (whole_flops, repeated_flops).
+  """
+  batch_axis = layout_rules.tensor_layout(
+      mtf.Shape([mtf.Dimension("batch", mesh_shape.size)]),
+      mesh_shape).tensor_axis_to_mesh_axis[0]
+  model_axes = {i for i in range(mesh_shape.ndims) if i != batch_axis}
+  whole = repeated = 0
+  for op in mtf_graph.operations:
+    if not isinstance(op, mtf.EinsumOperation) or len(op.inputs) < 2:
+      continue  # one input: a reduction (mtf.reduce_sum), not a product
+    sizes, axes = {}, set()
+    for t in op.inputs:
+      layout = layout_rules.tensor_layout(t.shape, mesh_shape)
+      for dim, axis in zip(t.shape.dims, layout.tensor_axis_to_mesh_axis):
+        # By name and size: mtf.layers.dense can map d_model to a d_model of
+        # another size (the Evolved Transformer's 2 d_model convolution).
+        sizes[dim] = dim.size
+        if axis is not None:
+          axes.add(axis)
+    if set(sizes) <= set(op.outputs[0].shape.dims):
+      continue  # contracts nothing: an elementwise product
+    if any(len(t.shape.dims) == len(sizes) for t in op.inputs):
+      continue  # a broadcast multiply and a reduce_sum once lowered
+    flops = 2 * float(np.prod(list(sizes.values()), dtype=np.float64))
+    copies = np.prod([mesh_shape.dims[a].size for a in model_axes - axes])
+    whole += flops
+    repeated += flops * (copies - 1)
+  return whole, repeated
+
+
+def sliced_count(gin_files, gin_params=(), vocab_size=graph.T5_VOCAB_SIZE):
+  """Forward FLOPs of one sequence on the run's own mesh, with repetitions.
+
+  Builds the configured model in eval mode at batch 1 and the paper's
+  lengths on the mesh and layout of its gin files (graph only: nothing
+  lowered or allocated; a batch of 1 is not split, which changes no count)
+  and counts `mesh_einsum_flops`. `flops` is the lowered graph's count (one
+  slice; `count_ops`), `repeated_flops` what the model-parallel slices
+  compute more than once: Table 1's FLOPs at Large and XL fit this sum
+  (see gin/arch/lconv.gin).
+
+  Args:
+    gin_files: arch, size and mesh files (a run file is allowed).
+    gin_params: extra gin bindings.
+    vocab_size: vocabulary size before padding.
+
+  Returns:
+    SlicedCount(num_params, flops, repeated_flops, mesh shape string).
+  """
+  with graph.config(gin_files, gin_params):
+    mesh_shape, layout_rules = graph.mesh_and_layout()
+    g = graph.ModelGraph(
+        vocab_size,
+        1,
+        PAPER_SEQUENCE_LENGTH,
+        mode="eval",
+        mesh_shape=mesh_shape,
+        layout_rules=layout_rules)
+  whole, repeated = mesh_einsum_flops(g.mtf_graph, mesh_shape, layout_rules)
+  return SlicedCount(g.num_params(), whole, repeated, str(mesh_shape))
 
 
 def transformer_forward_flops(num_layers,

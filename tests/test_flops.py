@@ -102,3 +102,62 @@ def test_configs_report_rows_and_errors():
   assert isinstance(failed["error"],
                     str) and "does_not_exist" in (failed["error"])
   assert "Transformer" in configs.to_markdown(frame)
+
+
+def _mesh_count_on_one_slice(files, lengths):
+  """mesh_einsum_flops of a batch-1 eval graph on one slice."""
+  with graph.config(files + flops.ONE_SLICE):
+    g = graph.ModelGraph(graph.T5_VOCAB_SIZE, 1, lengths, mode="eval")
+  return flops.mesh_einsum_flops(g.mtf_graph, g.mesh_shape, g.layout_rules)
+
+
+# The Performer's causal linear attention runs its chunk matmuls inside one
+# slicewise op (mtf_arch/performer.py), which the mtf-level count cannot see.
+_SLICEWISE_MATMULS = ("performer", "performer_favor")
+
+
+@pytest.mark.parametrize("arch", sorted(registry.architectures()))
+def test_mesh_count_equals_lowered_count(arch):
+  """The mtf-level einsum count is the lowered graph's, arch by arch."""
+  files = ["arch/%s.gin" % arch, "size/test.gin"]
+  lengths = {"inputs": 16, "targets": 8}
+  _, count = flops.forward_count(files, sequence_length=lengths)
+  whole, repeated = _mesh_count_on_one_slice(files, lengths)
+  assert repeated == 0  # one slice repeats nothing
+  lowered = count.matmul_flops + count.one_hot_flops
+  if arch in _SLICEWISE_MATMULS:
+    assert 0 < lowered - whole < 0.01 * lowered
+  else:
+    assert whole == lowered
+
+
+def test_repeated_flops_on_a_hand_built_graph():
+  """Contractions no model-split dimension reaches count once per slice."""
+  import mesh_tensorflow as mtf
+  import tensorflow.compat.v1 as tf
+  mesh_shape = mtf.convert_to_shape("batch:2,model:4")
+  rules = mtf.convert_to_layout_rules("batch:batch,d_ff:model")
+  g = mtf.Graph()
+  mesh = mtf.Mesh(g, "m")
+  length, d_model = mtf.Dimension("length", 3), mtf.Dimension("d_model", 5)
+  d_ff, d_out = mtf.Dimension("d_ff", 12), mtf.Dimension("d_out", 5)
+  with tf.Graph().as_default():
+    x = mtf.zeros(mesh, [mtf.Dimension("batch", 8), length, d_model])
+    # d_ff over `model`: 2*8*3*5*12 = 2880, repeated by no slice.
+    h = mtf.einsum([x, mtf.zeros(mesh, [d_model, d_ff])], _minus_last(x, d_ff))
+    # d_model x d_model: nothing over `model`, so its 4 slices each compute
+    # 2*8*3*5*5 = 1200 (3 x 1200 repeated); `batch` splits, not counted.
+    mtf.einsum([x, mtf.zeros(mesh, [d_model, d_out])], _minus_last(x, d_out))
+    # No batch dimension, nothing over `model`: 2*3*5*5 = 150, 3 x 150 more.
+    mtf.einsum(
+        [mtf.zeros(mesh, [length, d_model]),
+         mtf.zeros(mesh, [d_model, d_out])], [length, d_out])
+    mtf.einsum([h, h], h.shape)  # elementwise: not counted
+    mtf.reduce_sum(h, output_shape=[length])  # one input: not counted
+  whole, repeated = flops.mesh_einsum_flops(g, mesh_shape, rules)
+  assert whole == 2880 + 1200 + 150
+  assert repeated == 3 * 1200 + 3 * 150
+
+
+def _minus_last(x, new_dim):
+  return x.shape - x.shape.dims[-1:] + [new_dim]
