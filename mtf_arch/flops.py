@@ -202,10 +202,11 @@ def mesh_einsum_flops(mtf_graph, mesh_shape, layout_rules):
 def sliced_count(gin_files, gin_params=(), vocab_size=graph.T5_VOCAB_SIZE):
   """Forward FLOPs of one sequence on the run's own mesh, with repetitions.
 
-  Builds the configured model in eval mode at batch 1 and the paper's
-  lengths on the mesh and layout of its gin files (graph only: nothing
-  lowered or allocated; a batch of 1 is not split, which changes no count)
-  and counts `mesh_einsum_flops`. `flops` is the lowered graph's count (one
+  Builds the configured model in eval mode at the paper's lengths and the
+  data axis's size as batch, on the mesh and layout of its gin files (graph
+  only: nothing lowered or allocated), and counts `mesh_einsum_flops` per
+  sequence (a contraction with no batch dimension, the relative-bias
+  lookup, counts 1/batch of its cost per sequence). `flops` is the lowered graph's count (one
   slice; `count_ops`), `repeated_flops` what the model-parallel slices
   compute more than once: Table 1's FLOPs at Large and XL fit this sum
   (see gin/arch/lconv.gin).
@@ -220,15 +221,22 @@ def sliced_count(gin_files, gin_params=(), vocab_size=graph.T5_VOCAB_SIZE):
   """
   with graph.config(gin_files, gin_params):
     mesh_shape, layout_rules = graph.mesh_and_layout()
+    # The smallest batch the data axis splits (MoE1D splits its token groups
+    # over it); per sequence below.
+    axis = layout_rules.tensor_layout(
+        mtf.Shape([mtf.Dimension("batch", mesh_shape.size)]),
+        mesh_shape).tensor_axis_to_mesh_axis[0]
+    batch_size = 1 if axis is None else mesh_shape.dims[axis].size
     g = graph.ModelGraph(
         vocab_size,
-        1,
+        batch_size,
         PAPER_SEQUENCE_LENGTH,
         mode="eval",
         mesh_shape=mesh_shape,
         layout_rules=layout_rules)
   whole, repeated = mesh_einsum_flops(g.mtf_graph, mesh_shape, layout_rules)
-  return SlicedCount(g.num_params(), whole, repeated, str(mesh_shape))
+  return SlicedCount(g.num_params(), whole / batch_size, repeated / batch_size,
+                     str(mesh_shape))
 
 
 def transformer_forward_flops(num_layers,
