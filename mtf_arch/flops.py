@@ -142,6 +142,13 @@ SlicedCount = collections.namedtuple(
     "SlicedCount", ["num_params", "flops", "repeated_flops", "mesh_shape"])
 
 
+def _data_axis(mesh_shape, layout_rules):
+  """The mesh axis the `batch` dimension is laid out over, or None."""
+  return layout_rules.tensor_layout(
+      mtf.Shape([mtf.Dimension("batch", mesh_shape.size)]),
+      mesh_shape).tensor_axis_to_mesh_axis[0]
+
+
 def mesh_einsum_flops(mtf_graph, mesh_shape, layout_rules):
   """FLOPs of an mtf graph's contractions, and those the model slices repeat.
 
@@ -171,9 +178,7 @@ def mesh_einsum_flops(mtf_graph, mesh_shape, layout_rules):
   Returns:
     (whole_flops, repeated_flops).
   """
-  batch_axis = layout_rules.tensor_layout(
-      mtf.Shape([mtf.Dimension("batch", mesh_shape.size)]),
-      mesh_shape).tensor_axis_to_mesh_axis[0]
+  batch_axis = _data_axis(mesh_shape, layout_rules)
   model_axes = {i for i in range(mesh_shape.ndims) if i != batch_axis}
   whole = repeated = 0
   for op in mtf_graph.operations:
@@ -223,9 +228,7 @@ def sliced_count(gin_files, gin_params=(), vocab_size=graph.T5_VOCAB_SIZE):
     mesh_shape, layout_rules = graph.mesh_and_layout()
     # The smallest batch the data axis splits (MoE1D splits its token groups
     # over it); per sequence below.
-    axis = layout_rules.tensor_layout(
-        mtf.Shape([mtf.Dimension("batch", mesh_shape.size)]),
-        mesh_shape).tensor_axis_to_mesh_axis[0]
+    axis = _data_axis(mesh_shape, layout_rules)
     batch_size = 1 if axis is None else mesh_shape.dims[axis].size
     g = graph.ModelGraph(
         vocab_size,
