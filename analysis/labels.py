@@ -38,8 +38,8 @@ DOWNSTREAM_PROXY = ("Downstream proxy (mean of the 3 offline proxies;\n"
                     "not GLUE, SuperGLUE or SQuAD)")
 _FLOPS = {
     "paper": ("FLOPs (Table 1's column)",
-              "FLOPs: Table 1's column (forward pass; the paper does not "
-              "state its unit)."),
+              "FLOPs: Table 1's column (the paper does not state its "
+              "unit)."),
     "study": ("FLOPs per sequence (mtf_arch/flops.py, not Table 1's unit)",
               "FLOPs: counted by mtf_arch/flops.py from the lowered Mesh-TF "
               "graph, one forward pass of one sequence at %s (matmuls and "
