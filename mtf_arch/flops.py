@@ -142,7 +142,7 @@ SlicedCount = collections.namedtuple(
     "SlicedCount", ["num_params", "flops", "repeated_flops", "mesh_shape"])
 
 
-def _data_axis(mesh_shape, layout_rules):
+def data_axis(mesh_shape, layout_rules):
   """The mesh axis the `batch` dimension is laid out over, or None."""
   return layout_rules.tensor_layout(
       mtf.Shape([mtf.Dimension("batch", mesh_shape.size)]),
@@ -178,7 +178,7 @@ def mesh_einsum_flops(mtf_graph, mesh_shape, layout_rules):
   Returns:
     (whole_flops, repeated_flops).
   """
-  batch_axis = _data_axis(mesh_shape, layout_rules)
+  batch_axis = data_axis(mesh_shape, layout_rules)
   model_axes = {i for i in range(mesh_shape.ndims) if i != batch_axis}
   whole = repeated = 0
   for op in mtf_graph.operations:
@@ -228,7 +228,7 @@ def sliced_count(gin_files, gin_params=(), vocab_size=graph.T5_VOCAB_SIZE):
     mesh_shape, layout_rules = graph.mesh_and_layout()
     # The smallest batch the data axis splits (MoE1D splits its token groups
     # over it); per sequence below.
-    axis = _data_axis(mesh_shape, layout_rules)
+    axis = data_axis(mesh_shape, layout_rules)
     batch_size = 1 if axis is None else mesh_shape.dims[axis].size
     g = graph.ModelGraph(
         vocab_size,
