@@ -32,6 +32,7 @@ KEYS = {
     "gin_params": (_STR_LIST, lambda v: _is_str_list(v), False),
     "pretrain_params": (_STR_LIST, lambda v: _is_str_list(v), False),
     "upstream_eval_params": (_STR_LIST, lambda v: _is_str_list(v), False),
+    "finetune_params": (_STR_LIST, lambda v: _is_str_list(v), False),
     "flags": (_STR_LIST, lambda v: _is_str_list(v), False),
     "model_dir_root": ("a string", lambda v: isinstance(v, str), False),
     "sequence_length":
@@ -39,7 +40,18 @@ KEYS = {
          lambda v: isinstance(v, dict) and sorted(v) == ["inputs", "targets"]
          and all(_is_count(x) for x in v.values()), False),
     "lean_startup": ("true or false", lambda v: isinstance(v, bool), False),
+    "seed":
+        ("a whole number >= 0",
+         lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+         False),
 }
+# The seed of a study file without `seed`: gin/run/pretrain.gin's SEED.
+DEFAULT_SEED = 0
+
+
+def seed(spec):
+  """The study's seed: weights, dropout and data order of every cell."""
+  return spec.get("seed", DEFAULT_SEED)
 
 
 def _is_str_list(value):

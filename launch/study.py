@@ -46,7 +46,10 @@ from launch import spec as spec_lib
 # Cells run in threads (--jobs); gin's config is global to the process, so
 # the params/FLOPs count (which parses gin) runs one cell at a time.
 _GIN_LOCK = threading.Lock()
-STAGES = ("pretrain", "upstream_eval", "finetune", "downstream_eval", "records")
+# A cell runs cell_commands' stages in order, then "records". Where a study
+# finetunes on the offline proxies, it adds "downstream_score" (their rank
+# classification, gin/run/eval_proxy_rank.gin).
+PROXY_FINETUNE = "run/finetune_proxy.gin"
 _PRINT_LOCK = threading.Lock()
 
 
@@ -110,7 +113,13 @@ def load_study(path):
 
 
 def cell_commands(spec, cell, cell_dir):
-  """The four stock CLI commands of a cell (argv lists), by stage."""
+  """The stock CLI commands of a cell (argv lists), by stage, in order.
+
+  Four stages; a study that finetunes on the offline proxies
+  (run/finetune_proxy.gin) decodes its QA proxy (run/eval_proxy.gin) and
+  scores its classification proxies by rank classification, a fifth stage
+  (run/eval_proxy_rank.gin).
+  """
   files = [
       "arch/%s.gin" % cell["arch"], cell["size_file"],
       "mesh/%s.gin" % cell["mesh"]
@@ -118,11 +127,14 @@ def cell_commands(spec, cell, cell_dir):
   pre, fine = (os.path.join(cell_dir,
                             "pretrain"), os.path.join(cell_dir, "finetune"))
   steps = spec["pretrain_steps"]
-  params = list(spec.get("gin_params", [])) + cell["params"]
+  # The study's seed after its gin_params: the seed that state.json records.
+  params = list(spec.get(
+      "gin_params", [])) + cell["params"] + ["SEED = %d" % spec_lib.seed(spec)]
   pre_params = params + list(spec.get(
       "pretrain_params", [])) + ["utils.run.train_steps = %d" % steps]
   ft_files = files + spec["finetune_files"]
-  ft_params = params + [
+  # finetune_params apply to finetuning and the downstream evals.
+  ft_params = params + list(spec.get("finetune_params", [])) + [
       "PRETRAINED_CHECKPOINT = '%s/model.ckpt-%d'" % (pre, steps),
       "finetune_train_steps.finetune_steps = %d" % spec["finetune_steps"]
   ]
@@ -134,7 +146,8 @@ def cell_commands(spec, cell, cell_dir):
   down_params = ft_params + [
       "utils.run.eval_checkpoint_step = %d" % (steps + spec["finetune_steps"])
   ]
-  return {
+  proxy = PROXY_FINETUNE in spec["finetune_files"]
+  commands = {
       "pretrain":
           cli.t5_command(pre, files, pre_params, flags),
       "upstream_eval":
@@ -143,8 +156,15 @@ def cell_commands(spec, cell, cell_dir):
       "finetune":
           cli.t5_command(fine, ft_files, ft_params, flags),
       "downstream_eval":
-          cli.t5_command(fine, ft_files + ["run/eval.gin"], down_params, flags),
+          cli.t5_command(
+              fine,
+              ft_files + ["run/eval_proxy.gin" if proxy else "run/eval.gin"],
+              down_params, flags),
   }
+  if proxy:
+    commands["downstream_score"] = cli.t5_command(
+        fine, ft_files + ["run/eval_proxy_rank.gin"], down_params, flags)
+  return commands
 
 
 def _die_with_parent():
@@ -193,6 +213,9 @@ def worker_env(jobs, lean=True, base=None, cpus=None):
   share = str(max(1, (cpus or os.cpu_count() or 1) // max(1, jobs)))
   env.setdefault("TF_NUM_INTRAOP_THREADS", share)
   env.setdefault("TF_NUM_INTEROP_THREADS", share)
+  # A fixed str hash: Mesh-TF's CPU/GPU meshes seed dropout with hash() of a
+  # string (mtf_arch/seeds.py); the study's seed varies what is hashed.
+  env.setdefault("PYTHONHASHSEED", "0")
   if lean:
     for key, value in _MALLOC_ENV.items():
       env.setdefault(key, value)
@@ -248,6 +271,17 @@ def cell_records(spec, cell, cell_dir):
       "source": cell_dir,
       "protocol": cell["protocol"]
   } for metric, (step, value) in sorted(latest.items())]
+  speed = evaluation.train_steps_per_second(os.path.join(cell_dir, "pretrain"))
+  if speed is not None:  # this machine's, not Table 1's TPU speed
+    out.append({
+        "model": cell["model"],
+        "size": cell["size"],
+        "metric": "speed_steps_per_s",
+        "value": speed,
+        "step": spec["pretrain_steps"],
+        "source": cell_dir,
+        "protocol": cell["protocol"]
+    })
   try:
     from mtf_arch import flops  # pylint: disable=g-import-not-at-top
     from mtf_arch import tasks  # pylint: disable=g-import-not-at-top
@@ -289,6 +323,7 @@ def run_cell(spec, cell, study_dir):
     return state
   commands = cell_commands(spec, cell, cell_dir)
   state["commands"] = commands  # the recipe it runs; checked on resume
+  state["seed"] = spec_lib.seed(spec)
   log = os.path.join(cell_dir, "run.log")
   _say("[study] start  %s%s  (log: %s)" %
        (cell["id"],
@@ -297,12 +332,12 @@ def run_cell(spec, cell, study_dir):
 
   def stage_done(stage):
     state["done"].append(stage)
-    later = [s for s in STAGES if s not in state["done"]]
+    later = [s for s in list(commands) + ["records"] if s not in state["done"]]
     state["stage"] = later[0] if later else None
     _write_json(state_path, state)
 
-  chain = [[stage, commands[stage]]
-           for stage in STAGES[:-1]
+  chain = [[stage, argv]
+           for stage, argv in commands.items()
            if stage not in state["done"]]
   if chain:
     state.update(status="running", stage=chain[0][0])
@@ -355,7 +390,7 @@ def recipe_changes(spec, cells, study_dir):
       continue
     now = cell_commands(spec, cell, os.path.join(study_dir, "cells",
                                                  cell["id"]))
-    for stage in STAGES[:-1]:
+    for stage in now:
       if state["commands"].get(stage) != now[stage]:
         changed.append((cell["id"], stage))
         break
@@ -550,6 +585,28 @@ def print_summary(results_path, sizes):
     print("  %-22s %s  %s" % (model, cells, "yes" if rising else "no"))
   print("[study] %d of %d models improve at every larger size" %
         (ordered, len(table)))
+  _print_proxy_scores(results_path, sizes)
+
+
+def _print_proxy_scores(results_path, sizes):
+  """Prints each downstream proxy score per model and size beside its chance."""
+  from mtf_arch import proxy_tasks  # pylint: disable=g-import-not-at-top
+  table = {}
+  with open(results_path) as f:
+    for line in f:
+      r = json.loads(line)
+      if r["metric"] in proxy_tasks.CHANCE:
+        table.setdefault((r["metric"], r["model"]), {})[r["size"]] = r["value"]
+  for metric, chance in sorted(proxy_tasks.CHANCE.items()):
+    rows = sorted(model for m, model in table if m == metric)
+    if not rows:
+      continue
+    print("[study] %s (offline proxy, not the benchmark; chance %g):" %
+          (metric, chance))
+    for model in rows:
+      values = [table[(metric, model)].get(s) for s in sizes]
+      print("  %-22s %s" % (model, " ".join(
+          "%9s" % ("-" if v is None else "%.1f" % v) for v in values)))
 
 
 def print_best(analysis_dir):
@@ -588,8 +645,8 @@ def print_tpu_commands(spec, cells, root):
     commands = cell_commands(spec, cell, cell_dir)
     print("# %s (%s %s, mesh/%s.gin)" %
           (cell["id"], cell["model"], cell["size"], cell["mesh"]))
-    for stage in STAGES[:-1]:
-      argv = ["t5_mesh_transformer"] + commands[stage][1:]  # on the TPU host
+    for stage, command in commands.items():
+      argv = ["t5_mesh_transformer"] + command[1:]  # on the TPU host
       print(" ".join(_shell_word(a) for a in argv))
     print()
 

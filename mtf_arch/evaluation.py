@@ -28,6 +28,7 @@ import glob
 import json
 import os
 import re
+import statistics
 
 import gin
 
@@ -69,6 +70,27 @@ def finetune_train_steps(batch_size,
   return int(m.group(1)) + finetune_steps
 
 
+@gin.configurable
+def scores_only(results, vocabulary):
+  """`score_with_estimator`'s postprocess for `score_eval` off TPU.
+
+  Mesh-TF's default (`save_scores`) re-tokenizes each scored target to write
+  its text, but off TPU its model_fn has already detokenized the targets to
+  strings (`_maybe_detokenize` with a seqio vocabulary), and `save_scores`
+  fails on them ("'bytes' object has no attribute 'tolist'"). Rank
+  classification needs the scores only; `eval_model` unpacks two values.
+
+  Args:
+    results: the estimator's predictions, dicts with `scores` and `targets`.
+    vocabulary: unused.
+
+  Returns:
+    (scores, targets): one log-likelihood and one target string per example.
+  """
+  del vocabulary
+  return [r["scores"] for r in results], [r["targets"] for r in results]
+
+
 def read_summaries(event_dir):
   """[(step, tag, value)] of the scalar summaries in a folder."""
   # pylint: disable=g-import-not-at-top
@@ -87,10 +109,28 @@ def read_summaries(event_dir):
   return out
 
 
+def train_steps_per_second(model_dir):
+  """Median training steps/s a run logged (the estimator's global_step/sec).
+
+  Args:
+    model_dir: a training run's folder.
+
+  Returns:
+    the median over the run's logged intervals, or None if it logged none.
+  """
+  rates = [
+      v for _, tag, v in read_summaries(model_dir) if tag == "global_step/sec"
+  ]
+  return float(statistics.median(rates)) if rates else None
+
+
 def _family(task):
   from mtf_arch import glue, proxy_tasks  # pylint: disable=g-import-not-at-top
   if task in proxy_tasks.FAMILY:
     return proxy_tasks.FAMILY[task], True
+  if task.startswith("mtf_arch_proxy_"):
+    # A classification proxy decoded rather than ranked: not a score.
+    return "other", True
   base = task[len(glue.PREFIX):] if task.startswith(glue.PREFIX) else task
   return glue.FAMILY_OF.get(base, "other"), False
 

@@ -1,5 +1,6 @@
 """The paper's finetuning mixture on mock data, the offline proxies, records."""
 
+import collections
 import json
 import os
 import re
@@ -128,7 +129,7 @@ def test_real_mixture_data_path_on_mock_data(offline_vocab_for_c4):
 
 def test_proxies_are_deterministic_and_disjoint(offline_dir):
   del offline_dir
-  for task in (proxy_tasks.PAIR, proxy_tasks.CHOICE, proxy_tasks.QA):
+  for task in (proxy_tasks.PAIR, proxy_tasks.RTE, proxy_tasks.QA):
     train = proxy_tasks.examples(task, "train")
     valid = proxy_tasks.examples(task, "validation")
     assert len(train) > 200 and len(valid) > 40, (task, len(train), len(valid))
@@ -136,10 +137,56 @@ def test_proxies_are_deterministic_and_disjoint(offline_dir):
     assert not {e["inputs"] for e in train} & {e["inputs"] for e in valid}
   for ex in proxy_tasks.examples(proxy_tasks.QA, "validation"):
     assert ex["targets"] in ex["inputs"].split("context: ", 1)[1]
-  labels = [
-      e["targets"] for e in proxy_tasks.examples(proxy_tasks.PAIR, "train")
+  for task, label in ((proxy_tasks.PAIR, "equivalent"), (proxy_tasks.RTE,
+                                                         "true")):
+    labels = [e["targets"] for e in proxy_tasks.examples(task, "train")]
+    assert 0.35 < labels.count(label) / len(labels) < 0.65, task
+  for ex in proxy_tasks.examples(proxy_tasks.PAIR, "validation"):
+    first, second = re.fullmatch(r"pair sentence1: (.*) sentence2: (.*)",
+                                 ex["inputs"]).groups()
+    if ex["targets"] == "equivalent":  # a rewrite: only sentence1's words
+      assert set(second.split()) <= set(first.split()), ex
+  for ex in proxy_tasks.examples(proxy_tasks.RTE, "validation"):
+    premise, hypothesis = re.fullmatch(r"rte premise: (.*) hypothesis: (.*)",
+                                       ex["inputs"]).groups()
+    # The same words but for one "not", exactly where it is not entailed.
+    diff = collections.Counter(premise.split())
+    diff.subtract(collections.Counter(hypothesis.split()))
+    changed = {w: n for w, n in diff.items() if n}
+    assert changed == ({} if ex["targets"] == "true" else {
+        "not": 1 if "not" in premise.split() else -1
+    }), ex
+
+
+def test_rank_classification_expands_every_candidate(offline_dir):
+  """Each example becomes one per candidate label, exactly one of them the
+  target, scored as T5 does (the likeliest candidate is the prediction)."""
+  del offline_dir
+  task = seqio.get_mixture_or_task(proxy_tasks.RANK[proxy_tasks.PAIR])
+  rows = proxy_tasks.examples(proxy_tasks.PAIR, "validation")
+  ds = task.get_dataset(
+      proxy_tasks.SEQUENCE_LENGTH, split="validation", shuffle=False)
+  expanded = list(ds.as_numpy_iterator())
+  assert len(expanded) == 2 * len(rows)
+  vocab = proxy_tasks.tasks.OFFLINE_VOCABULARY
+  for i, row in enumerate(rows[:20]):
+    pair = expanded[2 * i:2 * i + 2]
+    assert [list(e["idx"]) for e in pair] == [[i, 0], [i, 1]]
+    assert [vocab.decode(e["targets"].tolist()) for e in pair
+           ] == list(proxy_tasks.PAIR_LABELS)
+    assert [bool(e["is_correct"]) for e in pair
+           ] == [c == row["targets"] for c in proxy_tasks.PAIR_LABELS]
+  # The metric: per example, the candidate with the higher score wins.
+  targets = [
+      (tuple(e["idx"]), bool(e["is_correct"]), 1.0, 1) for e in expanded[:8]
   ]
-  assert 0.35 < labels.count("consecutive") / len(labels) < 0.65
+  scores = [0.0, -1.0, -1.0, 0.0, -2.0, -0.5, -0.1, -3.0]
+  right = 0
+  for i in range(4):
+    best = 2 * i + (0 if scores[2 * i] > scores[2 * i + 1] else 1)
+    right += targets[best][1]
+  got = proxy_tasks.metrics.rank_classification(targets, scores)
+  assert got["accuracy"] == pytest.approx(100.0 * right / 4)
 
 
 def _rec(task, metric, value, family, step=10, model="M", size="Tiny"):
@@ -205,7 +252,9 @@ def test_pretrain_finetune_evaluate_offline_from_cli(tmp_path, offline_dir):
       "--gin_param=PRETRAINED_CHECKPOINT='%s/model.ckpt-6'" % pre,
       "--gin_param=finetune_train_steps.finetune_steps=4"
   ]
-  for extra in ([], ["--gin_file=run/eval.gin"]):
+  # As a study cell runs it: finetune, decode the QA proxy, rank the others.
+  for extra in ([], ["--gin_file=run/eval_proxy.gin"],
+                ["--gin_file=run/eval_proxy_rank.gin"]):
     proc = run_cli(["--model_dir=" + fine] + finetune + extra)
     assert proc.returncode == 0, proc.stderr[-3000:]
   assert os.path.exists(os.path.join(fine, "model.ckpt-10.index"))
@@ -219,8 +268,19 @@ def test_pretrain_finetune_evaluate_offline_from_cli(tmp_path, offline_dir):
   upstream = [r for r in loaded if r["family"] == "upstream"]
   assert upstream and all(r["value"] < 0 for r in upstream)
   tasks = {(r["task"], r["metric"]) for r in loaded if r["step"] == 10}
-  assert {(proxy_tasks.PAIR, "accuracy"), (proxy_tasks.CHOICE, "accuracy"),
+  rank = proxy_tasks.RANK
+  assert {(rank[proxy_tasks.PAIR], "accuracy"),
+          (rank[proxy_tasks.RTE], "accuracy"),
           (proxy_tasks.QA, "em")} <= tasks, tasks
+  # Rank accuracy counts whole examples: accuracy x N is a whole number.
+  for task in (proxy_tasks.PAIR, proxy_tasks.RTE):
+    n = len(proxy_tasks.examples(task, "validation"))
+    value, = [
+        r["value"]
+        for r in loaded
+        if r["task"] == rank[task] and r["step"] == 10
+    ]
+    assert value * n / 100.0 == pytest.approx(round(value * n / 100.0)), value
   assert all(
       r["proxy"] for r in loaded if r["task"].startswith("mtf_arch_proxy"))
   scores = evaluation.table1_scores(loaded)

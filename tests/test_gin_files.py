@@ -33,6 +33,12 @@ INCLUDE_ONLY = {"mesh/layout.gin"}
 RUN_PREREQUISITES = {
     "run/finetune_proxy.gin": ["run/cpu_quick.gin", "run/finetune.gin"],
     "run/eval.gin": ["run/finetune.gin"],
+    "run/eval_proxy.gin": [
+        "run/cpu_quick.gin", "run/finetune.gin", "run/finetune_proxy.gin"
+    ],
+    "run/eval_proxy_rank.gin": [
+        "run/cpu_quick.gin", "run/finetune.gin", "run/finetune_proxy.gin"
+    ],
 }
 
 
