@@ -29,8 +29,8 @@ SCORES = {
     "glue": "GLUE",
     "superglue": "SuperGLUE",
     "squad": "SQuAD",
-    "glue_proxy": "GLUE proxy (offline pair task, not GLUE)",
-    "superglue_proxy": "SuperGLUE proxy (offline choice task, not SuperGLUE)",
+    "glue_proxy": "GLUE proxy (offline paraphrase task, not GLUE)",
+    "superglue_proxy": "SuperGLUE proxy (offline RTE task, not SuperGLUE)",
     "squad_proxy": "SQuAD proxy (offline QA task, not SQuAD)",
 }
 DOWNSTREAM = "Downstream (mean of GLUE, SuperGLUE, SQuAD)"

@@ -591,18 +591,19 @@ def print_summary(results_path, sizes):
 def _print_proxy_scores(results_path, sizes):
   """Prints each downstream proxy score per model and size beside its chance."""
   from mtf_arch import proxy_tasks  # pylint: disable=g-import-not-at-top
+  chance = proxy_tasks.chance()
   table = {}
   with open(results_path) as f:
     for line in f:
       r = json.loads(line)
-      if r["metric"] in proxy_tasks.CHANCE:
+      if r["metric"] in chance:
         table.setdefault((r["metric"], r["model"]), {})[r["size"]] = r["value"]
-  for metric, chance in sorted(proxy_tasks.CHANCE.items()):
+  for metric, level in sorted(chance.items()):
     rows = sorted(model for m, model in table if m == metric)
     if not rows:
       continue
-    print("[study] %s (offline proxy, not the benchmark; chance %g):" %
-          (metric, chance))
+    print("[study] %s (offline proxy, not the benchmark; chance %.1f):" %
+          (metric, level))
     for model in rows:
       values = [table[(metric, model)].get(s) for s in sizes]
       print("  %-22s %s" % (model, " ".join(

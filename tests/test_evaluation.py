@@ -10,6 +10,7 @@ import pytest
 import seqio
 import tensorflow.compat.v1 as tf
 import tensorflow_datasets as tfds
+from t5.evaluation import qa_utils
 
 from mtf_arch import evaluation
 from mtf_arch import glue
@@ -135,8 +136,14 @@ def test_proxies_are_deterministic_and_disjoint(offline_dir):
     assert len(train) > 200 and len(valid) > 40, (task, len(train), len(valid))
     assert proxy_tasks.examples(task, "train") == train
     assert not {e["inputs"] for e in train} & {e["inputs"] for e in valid}
-  for ex in proxy_tasks.examples(proxy_tasks.QA, "validation"):
+  qa = proxy_tasks.examples(proxy_tasks.QA, "validation")
+  for ex in qa:
     assert ex["targets"] in ex["inputs"].split("context: ", 1)[1]
+    # SQuAD's metric would count any article predicted as this answer.
+    assert qa_utils.normalize_squad(ex["targets"]), ex
+  common = collections.Counter(e["targets"] for e in qa).most_common(1)[0][1]
+  assert proxy_tasks.chance()["squad_proxy"] == pytest.approx(100.0 * common /
+                                                              len(qa))
   for task, label in ((proxy_tasks.PAIR, "equivalent"), (proxy_tasks.RTE,
                                                          "true")):
     labels = [e["targets"] for e in proxy_tasks.examples(task, "train")]
