@@ -262,26 +262,25 @@ def cell_records(spec, cell, cell_dir):
     for metric, value in row.items():
       if metric not in latest or step > latest[metric][0]:
         latest[metric] = (step, value)
-  out = [{
-      "model": cell["model"],
-      "size": cell["size"],
-      "metric": metric,
-      "value": value,
-      "step": step,
-      "source": cell_dir,
-      "protocol": cell["protocol"]
-  } for metric, (step, value) in sorted(latest.items())]
-  speed = evaluation.train_steps_per_second(os.path.join(cell_dir, "pretrain"))
-  if speed is not None:  # this machine's, not Table 1's TPU speed
-    out.append({
+
+  def record(metric, value, step, source=cell_dir):
+    return {
         "model": cell["model"],
         "size": cell["size"],
-        "metric": "speed_steps_per_s",
-        "value": speed,
-        "step": spec["pretrain_steps"],
-        "source": cell_dir,
+        "metric": metric,
+        "value": value,
+        "step": step,
+        "source": source,
         "protocol": cell["protocol"]
-    })
+    }
+
+  out = [
+      record(metric, value, step)
+      for metric, (step, value) in sorted(latest.items())
+  ]
+  speed = evaluation.train_steps_per_second(os.path.join(cell_dir, "pretrain"))
+  if speed is not None:  # this machine's, not Table 1's TPU speed
+    out.append(record("speed_steps_per_s", speed, spec["pretrain_steps"]))
   try:
     from mtf_arch import flops  # pylint: disable=g-import-not-at-top
     from mtf_arch import tasks  # pylint: disable=g-import-not-at-top
@@ -296,15 +295,7 @@ def cell_records(spec, cell, cell_dir):
     # FLOPs incl. one-hot lookups, the count that tracks the paper's column.
     lowered = count.matmul_flops + count.one_hot_flops
     for metric, value in (("params", n_params), ("flops", lowered)):
-      out.append({
-          "model": cell["model"],
-          "size": cell["size"],
-          "metric": metric,
-          "value": float(value),
-          "step": None,
-          "source": "graph",
-          "protocol": cell["protocol"]
-      })
+      out.append(record(metric, float(value), None, source="graph"))
   except Exception as e:  # pylint: disable=broad-except
     _say("[study] %s: no params/FLOPs (%s)" % (cell["id"], e))
   return out
@@ -564,12 +555,14 @@ def print_summary(results_path, sizes):
   One row per model, sizes in the study's order (small to large), then
   whether the loss falls with every step up in size.
   """
-  table = {}
+  by_metric = {}  # metric -> model -> size -> value
   with open(results_path) as f:
     for line in f:
       r = json.loads(line)
-      if r["metric"] == "neg_log_ppl":
-        table.setdefault(r["model"], {})[r["size"]] = r["value"]
+      by_metric.setdefault(r["metric"],
+                           {}).setdefault(r["model"],
+                                          {})[r["size"]] = r["value"]
+  table = by_metric.get("neg_log_ppl", {})
   if not table or not isinstance(sizes, list):
     return
   print("[study] validation negative log-perplexity (higher is better):")
@@ -578,36 +571,33 @@ def print_summary(results_path, sizes):
   ordered = 0
   for model in sorted(table):
     values = [table[model].get(s) for s in sizes]
-    cells = " ".join("%9s" % ("-" if v is None else "%.3f" % v) for v in values)
+    cells = _size_cells(values, "%.3f")
     known = [v for v in values if v is not None]
     rising = len(known) > 1 and all(a < b for a, b in zip(known, known[1:]))
     ordered += rising
     print("  %-22s %s  %s" % (model, cells, "yes" if rising else "no"))
   print("[study] %d of %d models improve at every larger size" %
         (ordered, len(table)))
-  _print_proxy_scores(results_path, sizes)
+  _print_proxy_scores(by_metric, sizes)
 
 
-def _print_proxy_scores(results_path, sizes):
+def _size_cells(values, fmt):
+  """One table row's values by size, "-" where a size has none."""
+  return " ".join("%9s" % ("-" if v is None else fmt % v) for v in values)
+
+
+def _print_proxy_scores(by_metric, sizes):
   """Prints each downstream proxy score per model and size beside its chance."""
   from mtf_arch import proxy_tasks  # pylint: disable=g-import-not-at-top
-  chance = proxy_tasks.chance()
-  table = {}
-  with open(results_path) as f:
-    for line in f:
-      r = json.loads(line)
-      if r["metric"] in chance:
-        table.setdefault((r["metric"], r["model"]), {})[r["size"]] = r["value"]
-  for metric, level in sorted(chance.items()):
-    rows = sorted(model for m, model in table if m == metric)
-    if not rows:
+  for metric, level in sorted(proxy_tasks.chance().items()):
+    table = by_metric.get(metric)
+    if not table:
       continue
     print("[study] %s (offline proxy, not the benchmark; chance %.1f):" %
           (metric, level))
-    for model in rows:
-      values = [table[(metric, model)].get(s) for s in sizes]
-      print("  %-22s %s" % (model, " ".join(
-          "%9s" % ("-" if v is None else "%.1f" % v) for v in values)))
+    for model in sorted(table):
+      print("  %-22s %s" %
+            (model, _size_cells([table[model].get(s) for s in sizes], "%.1f")))
 
 
 def print_best(analysis_dir):
