@@ -177,8 +177,8 @@ def read_launch_results(path, paper_models=None):
 
   Args:
     path: the results.json file.
-    paper_models: {arch file name: Table 1 name}; by default read from
-      mtf_arch.registry (no TensorFlow import).
+    paper_models: {arch file name: model name}; by default each
+      `registry.Arch.label` (Table 1's name; a variant's adds its file name).
   """
   try:
     with open(path) as f:
@@ -190,9 +190,7 @@ def read_launch_results(path, paper_models=None):
                       (path, type(e).__name__, e)) from None
   if paper_models is None:
     from mtf_arch import registry  # pylint: disable=g-import-not-at-top
-    paper_models = {
-        k: a.paper_model for k, a in registry.architectures().items()
-    }
+    paper_models = {k: a.label for k, a in registry.architectures().items()}
   model = paper_models.get(arch) or arch
   size = {s.lower(): s for s in SIZES}.get(size.lower(), size)
   return [

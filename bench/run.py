@@ -18,10 +18,11 @@ Per run: steady steps/s (from the per-step lines, the first two dropped),
 tokens/s (batch x (inputs + targets) per step), seconds from process start
 to the first step line, peak resident memory of the process tree (psutil,
 sampled every 0.1 s). Per size: the median and spread of each, and the
-Mesh-TF / PyTorch ratio of paired runs. A large float32 matmul (numpy, and
-torch when present) is timed at the start and at the end of the run; the
+Mesh-TF / PyTorch ratio of paired runs. A large float32 matmul of each
+framework (tensorflow, torch when present, numpy; bench/peak.py, each in its
+own process) is timed at the start and at the end of the run; each side's
 training FLOP/s (3 x forward matmul FLOPs of mtf_arch.flops' closed form, per
-step) are reported as a fraction of the best of those. Then every
+step) are reported against its own framework's peak and against the best. Then every
 architecture in gin/arch/ is trained a few steps at a small common size
 (mtf_arch/speed.py in its own process) for steps/s and peak memory.
 
@@ -40,6 +41,7 @@ import tempfile
 import threading
 import time
 
+from bench import peak
 from bench import stats
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -234,29 +236,32 @@ def measure_run(side, size, steps, threads, vocab, log_dir, rep, dtype):
   return result
 
 
-def matmul_peak(n=4096, repeats=5):
-  """Best float32 matmul FLOP/s of numpy (and torch, when importable)."""
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  rng = np.random.default_rng(0)
-  a = rng.standard_normal((n, n), dtype=np.float32)
-  b = rng.standard_normal((n, n), dtype=np.float32)
+def matmul_peaks(threads, frameworks):
+  """{framework: bench.peak record}, each timed in its own process.
+
+  With the training runs' thread environment, so a peak and the runs that
+  are measured against it use the same threads. A framework that cannot run
+  (torch missing) is left out.
+  """
   out = {}
-  a @ b
-  best = min(_timed(lambda: a @ b) for _ in range(repeats))
-  out["numpy"] = 2 * n**3 / best
-  if torch_available() is None:
-    import torch  # pylint: disable=g-import-not-at-top
-    ta, tb = torch.from_numpy(a), torch.from_numpy(b)
-    ta @ tb
-    best = min(_timed(lambda: ta @ tb) for _ in range(repeats))
-    out["torch"] = 2 * n**3 / best
+  for framework in frameworks:
+    proc = subprocess.run([
+        sys.executable, "-m", "bench.peak", "--framework", framework,
+        "--threads",
+        str(threads)
+    ],
+                          cwd=REPO,
+                          env=thread_env(threads),
+                          capture_output=True,
+                          text=True,
+                          check=False)
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+      print("bench: %s matmul peak failed (rc %d): %s" %
+            (framework, proc.returncode, proc.stderr.strip()[-300:]))
+      continue
+    out[framework] = json.loads(lines[-1])
   return out
-
-
-def _timed(fn):
-  start = time.perf_counter()
-  fn()
-  return time.perf_counter() - start
 
 
 def arch_worker(arch, steps, warmup, threads):
@@ -320,8 +325,19 @@ def train_flops_per_step(size, vocab):
       cfg["d_kv"], vocab, SEQ["inputs"], SEQ["targets"])
 
 
-def summarize_size(runs, size, dtype, peak_flops, flops_per_step):
-  """Medians, spreads, paired ratios and FLOP/s fractions of one size."""
+# The framework whose matmul kernel each side's training runs on.
+OWN_FRAMEWORK = {"mtf": "tensorflow", "hf": "torch"}
+
+
+def summarize_size(runs, size, dtype, peaks, flops_per_step):
+  """Medians, spreads, paired ratios and FLOP/s fractions of one size.
+
+  Args:
+    runs: measure_run records.
+    size, dtype: the size and dtype summarized.
+    peaks: {framework: best matmul FLOP/s} (bench.peak).
+    flops_per_step: training FLOPs of one step.
+  """
   out = {"size": size, "dtype": dtype, "train_flops_per_step": flops_per_step}
   by_side = {}
   for side in ("mtf", "hf"):
@@ -338,8 +354,8 @@ def summarize_size(runs, size, dtype, peak_flops, flops_per_step):
     }
     med = out[side]["steps_per_s"]["median"]
     out[side]["flops_per_s"] = med * flops_per_step if med else None
-    out[side]["fraction_of_matmul_peak"] = (
-        med * flops_per_step / peak_flops if med and peak_flops else None)
+    out[side].update(
+        peak.fractions(out[side]["flops_per_s"], peaks, OWN_FRAMEWORK[side]))
   ratios = stats.paired_ratios([r["tokens_per_s"] for r in by_side["mtf"]],
                                [r["tokens_per_s"] for r in by_side["hf"]])
   out["ratio_mtf_over_hf"] = stats.summarize(ratios)
@@ -396,6 +412,34 @@ def _cell(summary, pattern):
                          pattern % summary["max"])
 
 
+def peak_line(report):
+  """Each framework's float32 matmul peak (start, end), numpy's kernel."""
+  parts = []
+  for framework, best in sorted(report["matmul_peaks"].items()):
+    times = [
+        "%.0f" % (d[framework]["flops_per_s"] / 1e9)
+        for d in report["matmul"].values()
+        if framework in d
+    ]
+    parts.append("%s %.0f GFLOP/s (start/end %s)" %
+                 (framework, best / 1e9, "/".join(times)))
+  numpy_rec = next(
+      (d["numpy"] for d in report["matmul"].values() if "numpy" in d), None)
+  kernel = ""
+  if numpy_rec:
+    kernel = "; numpy ran %s" % (", ".join(
+        "%s %s (%s kernel)" %
+        (b["internal_api"], b["version"], b["architecture"])
+        for b in numpy_rec["blas"]) or "an unknown BLAS")
+    if numpy_rec["openblas_coretype"]:
+      kernel += ", forced by OPENBLAS_CORETYPE=%s" % numpy_rec[
+          "openblas_coretype"]
+  return ("float32 matmul peak (4096^3, best of 5, each framework in its own "
+          "process): %s%s. Each side's training FLOP/s is given against its "
+          "own framework's peak (Mesh-TF: tensorflow, PyTorch: torch) and "
+          "against the best." % ("; ".join(parts), kernel))
+
+
 def markdown(report):
   """The human-readable report."""
   m = report["machine"]
@@ -411,11 +455,7 @@ def markdown(report):
       "(min-max) of %d interleaved runs." %
       (SEQ["inputs"], SEQ["targets"], BATCH, report["vocab"],
        -(-report["vocab"] // 128) * 128, report["repeats"]), "",
-      "float32 matmul peak (4096^3): %s; fractions below use the best, %.0f "
-      "GFLOP/s." %
-      (", ".join("%s %.0f GFLOP/s (%s)" % (k, v / 1e9, when)
-                 for when, d in report["matmul"].items()
-                 for k, v in d.items()), report["matmul_peak"] / 1e9), ""
+      peak_line(report), ""
   ]
   rows = []
   for s in report["sizes"]:
@@ -427,19 +467,18 @@ def markdown(report):
           _cell(d["steps_per_s"], "%.3f"),
           _cell(d["first_step_s"], "%.1f"),
           _cell(d["peak_rss_mb"], "%.0f"),
-          stats.fmt(
-              d["fraction_of_matmul_peak"] and
-              100 * d["fraction_of_matmul_peak"], "%.0f%%")
+          stats.fmt(d["of_own_peak"] and 100 * d["of_own_peak"], "%.0f%%"),
+          stats.fmt(d["of_best_peak"] and 100 * d["of_best_peak"], "%.0f%%")
       ])
     rows.append([
         s["size"], s["dtype"], "**ratio Mesh-TF / PyTorch**",
         _cell(s["ratio_mtf_over_hf"], "%.2fx"), "", "",
-        _cell(s["memory_ratio_mtf_over_hf"], "%.2fx"), ""
+        _cell(s["memory_ratio_mtf_over_hf"], "%.2fx"), "", ""
     ])
   lines.append(
       stats.markdown_table([
           "size", "dtype", "side", "tokens/s", "steps/s", "first step (s)",
-          "peak RSS (MB)", "of matmul peak"
+          "peak RSS (MB)", "of own matmul peak", "of best matmul peak"
       ], rows))
   if report.get("hf_skipped"):
     lines += ["", "PyTorch side skipped: %s" % report["hf_skipped"]]
@@ -520,8 +559,9 @@ def main(argv=None):
           "pip install torch transformers to compare" % hf_skipped)
   sides = ["mtf"] + ([] if hf_skipped else ["hf"])
   load_start = os.getloadavg()[0]
-  print("bench: matmul peak (start)", flush=True)
-  matmul = {"start": matmul_peak()}
+  frameworks = ["tensorflow", "numpy"] + ([] if hf_skipped else ["torch"])
+  print("bench: matmul peaks (start)", flush=True)
+  matmul = {"start": matmul_peaks(args.threads, frameworks)}
   runs = []
   for rep in range(args.repeats):
     for size in args.sizes:
@@ -531,11 +571,15 @@ def main(argv=None):
           runs.append(
               measure_run(side, size, steps, args.threads, vocab, log_dir, rep,
                           dtype))
-  print("bench: matmul peak (end)", flush=True)
-  matmul["end"] = matmul_peak()
-  peak = max(v for d in matmul.values() for v in d.values())
+  print("bench: matmul peaks (end)", flush=True)
+  matmul["end"] = matmul_peaks(args.threads, frameworks)
+  peaks = {}
+  for when in matmul.values():
+    for framework, rec in when.items():
+      peaks[framework] = max(peaks.get(framework, 0), rec["flops_per_s"])
   sizes = [
-      summarize_size(runs, size, dtype, peak, train_flops_per_step(size, vocab))
+      summarize_size(runs, size, dtype, peaks,
+                     train_flops_per_step(size, vocab))
       for size in args.sizes
       for dtype in args.dtypes
   ]
@@ -558,7 +602,7 @@ def main(argv=None):
       "batch": BATCH,
       "load_avg": [load_start, os.getloadavg()[0]],
       "matmul": matmul,
-      "matmul_peak": peak,
+      "matmul_peaks": peaks,
       "hf_skipped": hf_skipped,
       "sizes": sizes,
       "loss_agreement": loss_agreement(runs),

@@ -102,7 +102,7 @@ def load_study(path):
         cells.append({
             "id": "%s-%s" % (arch, label.lower()),
             "arch": arch,
-            "model": archs[arch].paper_model,
+            "model": archs[arch].label,
             "size": label,
             "size_file": registry.size_file(arch, size),
             "mesh": spec.get("mesh") or _paper_mesh(arch, size),

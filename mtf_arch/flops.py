@@ -35,6 +35,10 @@ PAPER_SEQUENCE_LENGTH = {"inputs": 512, "targets": 114}
 MATMUL_TYPES = ("Einsum", "MatMul", "BatchMatMul", "BatchMatMulV2",
                 "BatchMatMulV3")
 ONE_SLICE = ["mesh/cpu_1.gin"]
+# Architectures whose layers run matmuls inside one `mtf.slicewise` op (the
+# Performer's causal chunked prefix sums, mtf_arch/performer.py): only the
+# lowered graph (`forward_count`) counts them, not `graph_count`.
+SLICEWISE_MATMUL_ARCHS = ("performer", "performer_favor")
 
 Count = collections.namedtuple("Count", [
     "matmul_flops", "one_hot_flops", "elementwise_einsum_flops", "num_matmuls"
@@ -136,6 +140,38 @@ def forward_count(gin_files,
     num_params = g.num_params()
     graph.lower(g, [""], autostack=False)
     return num_params, count_ops(g.tf_graph)
+
+
+def graph_count(gin_files,
+                gin_params=(),
+                vocab_size=graph.T5_VOCAB_SIZE,
+                sequence_length=None):
+  """Parameters and forward FLOPs of one sequence, from the mtf graph alone.
+
+  What `forward_count` counts (matmuls and one-hot lookups) without lowering
+  the graph to TensorFlow, which is ~80% of its time at the paper's sizes
+  (42 of 50 s for Switch XL). Equal to it for every architecture whose
+  contractions are mtf einsums (tests/test_flops.py); short of it where a
+  layer hides matmuls inside `mtf.slicewise` (the Performer's causal prefix
+  sums: `SLICEWISE_MATMUL_ARCHS`), which only the lowered graph shows.
+
+  Args:
+    gin_files: arch and size files (a mesh or run file is allowed; the mesh
+      is overridden by one CPU slice).
+    gin_params: extra gin bindings.
+    vocab_size: vocabulary size before padding.
+    sequence_length: {"inputs": int, "targets": int}; the paper's by default.
+
+  Returns:
+    (num_params, FLOPs).
+  """
+  files = [f for f in gin_files if not re.match(r"mesh/", f)] + ONE_SLICE
+  with graph.config(files, gin_params):
+    mesh_shape, layout_rules = graph.mesh_and_layout()
+    g = graph.ModelGraph(
+        vocab_size, 1, sequence_length or PAPER_SEQUENCE_LENGTH, mode="eval")
+  whole, _ = mesh_einsum_flops(g.mtf_graph, mesh_shape, layout_rules)
+  return g.num_params(), whole
 
 
 SlicedCount = collections.namedtuple(

@@ -46,10 +46,23 @@ TPU_MESH = {
     "xl": "tpu_v3_32_mp8"
 }
 
-Arch = collections.namedtuple("Arch", [
-    "name", "gin_file", "paper_model", "sizes", "param_gaps", "flops_gaps",
-    "variant_of", "in_studies"
-])
+class Arch(
+    collections.namedtuple("Arch", [
+        "name", "gin_file", "paper_model", "sizes", "param_gaps",
+        "flops_gaps", "variant_of", "in_studies"
+    ])):
+  """One gin/arch/ file and what its header says."""
+
+  @property
+  def label(self):
+    """The model's name in study records, tables and figures.
+
+    Table 1's name; a variant adds its file's name ("ALBERT (albert_shared)"),
+    so that two architectures of one Table 1 row never merge into one series.
+    """
+    if self.variant_of:
+      return "%s (%s)" % (self.paper_model or self.variant_of, self.name)
+    return self.paper_model or self.name
 
 
 def _header(text, key):

@@ -46,7 +46,10 @@ def test_trains_on_offline_task(arch, batch_fn, offline_vocab_size):
 @pytest.mark.parametrize("arch", sorted(ARCHS))
 def test_model_parallel_2_matches_1(arch, batch_fn, offline_vocab_size):
   """Same data and initial values on model:1 and on model:2 over two real CPU
-  devices: losses agree to rtol 1e-5 over three steps."""
+  devices: the first step's loss (same weights, same data) to rtol 1e-6, the
+  next two to 1e-4. Splitting a contraction sums its partials in another
+  order; each update carries that rounding on (measured 1.1e-5 at step 2 for
+  albert_shared, whose shared weights add up 2 x layers gradients)."""
   batches = batch_fn(3, BATCH, SEQ)
   with graph.config(_files(arch), ["dropout_rate = 0.0"]):
     losses1, init = graph.train_losses(
@@ -57,7 +60,8 @@ def test_model_parallel_2_matches_1(arch, batch_fn, offline_vocab_size):
         batches,
         num_devices=2,
         init_values=init)
-  np.testing.assert_allclose(losses2, losses1, rtol=1e-5)
+  np.testing.assert_allclose(losses2[0], losses1[0], rtol=1e-6)
+  np.testing.assert_allclose(losses2, losses1, rtol=1e-4)
 
 
 @pytest.mark.parametrize("arch", sorted(ARCHS))

@@ -100,3 +100,45 @@ def test_loss_agreement_compares_dtypes_against_the_float32_yardstick():
   assert abs(row["float32_repeat_gap"] - 0.2) < 1e-9
   assert abs(row["float32_tail_loss"] - 6.55) < 1e-9  # median of 6.5, 6.6
   assert abs(row["bfloat16_tail_loss"] - 6.75) < 1e-9
+
+
+def test_peak_fractions_are_against_each_frameworks_own_kernel():
+  """A run faster than numpy's matmul but slower than TensorFlow's is under
+  100% of both its own (tensorflow) peak and the best: the denominator that
+  once gave 102% (numpy's) is not the Mesh-TF CLI's."""
+  from bench import peak
+  peaks = {"numpy": 236e9, "tensorflow": 442e9, "torch": 195e9}
+  mtf = peak.fractions(240e9, peaks, "tensorflow")
+  assert mtf["of_own_peak"] == pytest.approx(240 / 442)
+  assert mtf["of_best_peak"] == pytest.approx(240 / 442)
+  hf = peak.fractions(150e9, peaks, "torch")
+  assert hf["of_own_peak"] == pytest.approx(150 / 195)
+  assert hf["of_best_peak"] == pytest.approx(150 / 442)
+  assert peak.fractions(1e9, {"numpy": 1e9}, "torch")["of_own_peak"] is None
+
+
+def test_numpy_peak_names_its_blas_kernel(monkeypatch):
+  from bench import peak
+  from bench import run
+  monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
+  rec = peak.measure("numpy", n=128, repeats=2, threads=1)
+  assert rec["flops_per_s"] > 0 and rec["openblas_coretype"] == "Haswell"
+  assert rec["blas"] and all(b["internal_api"] for b in rec["blas"])
+  report = {
+      "matmul": {
+          "start": {
+              "numpy": rec
+          },
+          "end": {
+              "numpy": rec
+          }
+      },
+      "matmul_peaks": {
+          "numpy": rec["flops_per_s"]
+      }
+  }
+  line = run.peak_line(report)
+  assert "numpy ran %s" % rec["blas"][0]["internal_api"] in line
+  assert "OPENBLAS_CORETYPE=Haswell" in line
+  with pytest.raises(ValueError, match="use one of tensorflow"):
+    peak.measure("jax", n=8)

@@ -129,9 +129,15 @@ def test_tpu_dry_run_prints_one_chain_per_table1_row(capsys):
   expected = set()
   for arch in registry.study_architectures().values():
     for size in paper.table1_params(arch.paper_model):
-      expected.add(
-          ("%s-%s" % (arch.name, size.lower()), arch.paper_model, size))
+      expected.add(("%s-%s" % (arch.name, size.lower()), arch.label, size))
   assert rows == expected and len(headers) == len(expected)
+  # One model name per architecture file: albert and albert_shared (both
+  # Table 1's "ALBERT") must not merge in the study's tables and figures.
+  archs_of = {}
+  for cell_id, model, size, _ in headers:
+    archs_of.setdefault(model, set()).add(cell_id[:-len(size) - 1])
+  assert all(len(a) == 1 for a in archs_of.values()), archs_of
+  assert "ALBERT (albert_shared)" in archs_of
   # Variants run only where their file says so (albert_shared does).
   assert "lconv_wu-tiny" not in {h[0] for h in headers}
   mesh_of = {
