@@ -12,6 +12,7 @@ import random
 
 import gin
 import mesh_tensorflow as mtf
+import numpy as np
 from mesh_tensorflow.transformer import transformer
 from mesh_tensorflow.transformer import utils as mtf_utils
 import pkg_resources
@@ -198,7 +199,8 @@ def train_losses(model_graph,
                  batches,
                  num_devices=1,
                  init_values=None,
-                 learning_rate=0.01):
+                 learning_rate=0.01,
+                 score_batches=None):
   """Steps the model on `batches` and returns the loss before each step.
 
   Initial values are the graph's own initializers, except for trainable
@@ -213,9 +215,12 @@ def train_losses(model_graph,
     num_devices: CPU devices to create and spread the mesh slices over.
     init_values: optional dict of initial master values by mtf variable name.
     learning_rate: Adafactor's constant learning rate.
+    score_batches: optional batches whose loss is computed, without a
+      step, after the training.
 
   Returns:
-    (losses, initial_values) where initial_values maps names to arrays.
+    (losses, initial_values) where initial_values maps names to arrays;
+    with `score_batches`, (losses, initial_values, scores), one loss a batch.
   """
   g = model_graph
   n_slices = g.mesh_shape.size
@@ -234,31 +239,56 @@ def train_losses(model_graph,
       # by step 5) in a loaded full-suite run, though they passed alone.
       inter_op_parallelism_threads=1,
       intra_op_parallelism_threads=2)
-  with g.tf_graph.as_default(), tf.Session(config=config) as sess:
-    sess.run(
-        [tf.global_variables_initializer(),
-         tf.local_variables_initializer()])
-    # One run for all assignments and one for all reads: a run per variable
-    # costs an executor set-up each (4x the training time of a test size).
-    feeds, assigns = {}, []
+  # One run for all assignments and one for all reads: a run per variable
+  # costs an executor set-up each (4x the training time of a test size). The
+  # ops are built before the session runs anything (TensorFlow warns when a
+  # graph changes under a session that has run).
+  feeds, assigns = {}, []
+  with g.tf_graph.as_default():
     for var in g.mtf_graph.trainable_variables:
       if init_values is not None and var.name in init_values:
         value = tf.placeholder(var.master_dtype, init_values[var.name].shape)
         feeds[value] = init_values[var.name]
         assigns.append(var.assign_to_master(value))
+    init_ops = [
+        tf.global_variables_initializer(),
+        tf.local_variables_initializer()
+    ]
+    copy_op = lowering.copy_masters_to_slices()
+    masters = [v.get_master() for v in g.mtf_graph.trainable_variables]
+  with g.tf_graph.as_default(), tf.Session(config=config) as sess:
+    sess.run(init_ops)
     if assigns:
       sess.run(assigns, feeds)
-    sess.run(lowering.copy_masters_to_slices())
-    variables = g.mtf_graph.trainable_variables
+    sess.run(copy_op)
     initial = dict(
-        zip([v.name for v in variables],
-            sess.run([v.get_master() for v in variables])))
+        zip([v.name for v in g.mtf_graph.trainable_variables],
+            sess.run(masters)))
     losses = []
     for batch in batches:
       feed = {g.features[k]: batch[k] for k in g.features}
       loss, _ = sess.run([tf_loss, train_op], feed)
       losses.append(float(loss))
-  return losses, initial
+    if score_batches is None:
+      return losses, initial
+    scores = [
+        float(sess.run(tf_loss, {g.features[k]: b[k]
+                                 for k in g.features}))
+        for b in score_batches
+    ]
+  return losses, initial, scores
+
+
+def swap_inputs(batch, shift=1):
+  """A batch whose rows read another row's inputs (targets kept).
+
+  Every `inputs*` feature (tokens, segment ids, positions) of row i comes
+  from row i + shift, so a model that uses its inputs scores it worse.
+  """
+  return {
+      k: np.roll(v, -shift, axis=0) if k.startswith("inputs") else v
+      for k, v in batch.items()
+  }
 
 
 @contextlib.contextmanager

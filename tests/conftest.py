@@ -55,6 +55,41 @@ def offline_batches(num_batches, batch_size, sequence_length, split="train"):
   return list(tfds.as_numpy(ds))
 
 
+def copy_batches(num_batches,
+                 batch_size,
+                 sequence_length,
+                 length=10,
+                 num_tokens=16,
+                 seed=0):
+  """Batches of a copy task: targets repeat the inputs' tokens.
+
+  Each row is one example of `length` tokens drawn from `num_tokens` ids
+  (200 on), then EOS, padded to `sequence_length`, with the packed format's
+  segment and position features. Only a model that reads its inputs gets
+  below the log(num_tokens) nats of guessing each token.
+  """
+  import numpy as np
+  rng = np.random.default_rng(seed)
+  out = []
+  for _ in range(num_batches):
+    tokens = rng.integers(200, 200 + num_tokens, size=(batch_size, length))
+    batch = {}
+    for key in ("inputs", "targets"):
+      ids = np.zeros((batch_size, sequence_length[key]), np.int32)
+      ids[:, :length], ids[:, length] = tokens, 1  # EOS
+      segment = np.zeros_like(ids)
+      segment[:, :length + 1] = 1
+      position = np.zeros_like(ids)
+      position[:, :length + 1] = np.arange(length + 1)
+      batch.update({
+          key: ids,
+          key + "_segmentation": segment,
+          key + "_position": position
+      })
+    out.append(batch)
+  return out
+
+
 @pytest.fixture(scope="session")
 def batch_fn(offline_dir):
   del offline_dir
