@@ -82,9 +82,10 @@ def _consistent_as_dataset(self,
 
 
 def _check_tasks(task_list, seq):
+  """Each task's first 8 examples (mock data) through its metrics."""
   for task in task_list:
     split = "validation" if "validation" in task.splits else task.splits[0]
-    examples = list(task.get_dataset(seq, split=split, shuffle=False).take(2))
+    examples = list(task.get_dataset(seq, split=split, shuffle=False).take(8))
     assert examples, task.name
     for ex in examples:
       assert ex["targets"].shape[0] <= seq["targets"]
@@ -101,9 +102,20 @@ def _check_tasks(task_list, seq):
         task.postprocess_fn(t, example=tfds.as_numpy(ex))
         for t, ex in zip(texts, examples)
     ]
+    # Predictions equal to the targets reach each metric's maximum (100);
+    # where the targets differ, each prediction moved to the next example
+    # scores below it on some metric.
+    rolled = predictions[1:] + predictions[:1]
+    varied = len(set(map(str, targets))) > 1
+    below = []
     for metric_fn in task.metric_fns:
       result = metric_fn(targets, predictions)
       assert isinstance(result, dict) and result, task.name
+      for key, value in result.items():
+        assert value == pytest.approx(100.0), (task.name, key, value)
+      if varied:
+        below += [v < 99.0 for v in metric_fn(targets, rolled).values()]
+    assert not (varied and task.metric_fns) or any(below), task.name
 
 
 def test_real_mixture_data_path_on_mock_data(offline_vocab_for_c4):
@@ -114,7 +126,7 @@ def test_real_mixture_data_path_on_mock_data(offline_vocab_for_c4):
   plain = [t for t in mixture.tasks if not _NEEDS_CONSISTENT.search(t.name)]
   special = [t for t in mixture.tasks if _NEEDS_CONSISTENT.search(t.name)]
   assert len(special) == 3  # dpr_v001_simple and WSC simple train/eval
-  with tfds.testing.mock_data(num_examples=4):
+  with tfds.testing.mock_data(num_examples=8):
     _check_tasks(plain, seq)
   with tfds.testing.mock_data(as_dataset_fn=_consistent_as_dataset):
     _check_tasks(special, seq)

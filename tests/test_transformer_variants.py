@@ -176,6 +176,99 @@ def test_switch_routes_each_token_to_one_expert_within_capacity():
   assert (dispatch.sum(axis=0) <= 1).all()  # one token per expert slot
 
 
+def _switch_layer_reference(x, nonpadding, router, wi, wo, capacity_factor,
+                            group_size, min_capacity):
+  """NumPy Switch layer at evaluation: groups, capacity, drops, outputs.
+
+  Tokens in batch-major order form groups of `group_size`; in each, a token
+  goes to its argmax expert in its order of arrival, kept while the expert
+  has fewer than C = max(min_capacity, floor(group_size x capacity_factor /
+  experts)) tokens; padding is never routed and takes no slot. A kept token's
+  output is p_e relu(x wi_e) wo_e, a dropped one's 0 (Fedus et al. 2021,
+  sections 2.1-2.2).
+
+  Returns:
+    (outputs like x, number of dropped non-padding tokens, C).
+  """
+  d = x.shape[-1]
+  flat, keep = x.reshape(-1, d), nonpadding.reshape(-1)
+  experts = router.shape[1]
+  capacity = max(min_capacity,
+                 min(group_size, int(group_size * capacity_factor / experts)))
+  probs = _softmax(flat @ router)
+  out = np.zeros_like(flat)
+  dropped = 0
+  for start in range(0, len(flat), group_size):
+    filled = np.zeros(experts, int)
+    for t in range(start, start + group_size):
+      if keep[t] != 1.0:
+        continue
+      e = probs[t].argmax()
+      if filled[e] < capacity:
+        out[t] = probs[t, e] * (np.maximum(flat[t] @ wi[e], 0) @ wo[e])
+      else:
+        dropped += 1
+      filled[e] += 1
+  return out.reshape(x.shape), dropped, capacity
+
+
+def test_switch_layer_as_configured_matches_numpy():
+  """MoE1D with gin/arch/switch_transformer.gin's bindings (switch gating,
+  eval capacity factor 1.2, groups of 1024, at least 4 a slot, argmax at
+  evaluation) against a NumPy reference, on 2 groups of 1024 tokens where
+  half the tokens share a direction, so that one expert overflows and drops
+  tokens, and the last 64 of each row are padding. With mtf's default eval
+  capacity factor (2.0: the binding lost) fewer tokens would drop."""
+  import mesh_tensorflow as mtf
+  import tensorflow.compat.v1 as tf
+  from mesh_tensorflow.transformer import moe
+  b, length, d = 4, 512, 64
+  with graph.config(["arch/switch_transformer.gin", "size/test.gin"]):
+    layer = moe.MoE1D()  # as the arch file binds it
+  rng = np.random.RandomState(0)
+  x_np = rng.randn(b, length, d).astype(np.float32)
+  x_np[:, ::2] += 3 * rng.randn(d).astype(np.float32)
+  nonpadding = np.ones((b, length), np.float32)
+  nonpadding[:, -64:] = 0
+  with tf.Graph().as_default():
+    tf.set_random_seed(0)
+    g = mtf.Graph()
+    mesh = mtf.Mesh(g, "mesh")
+    dims = mtf.Shape([
+        mtf.Dimension("batch", b),
+        mtf.Dimension("length", length),
+        mtf.Dimension("d_model", d)
+    ])
+    x = mtf.import_fully_replicated(mesh, tf.constant(x_np), dims)
+    pad = mtf.import_fully_replicated(mesh, tf.constant(nonpadding),
+                                      mtf.Shape(dims.dims[:2]))
+    y, _ = moe.transformer_moe_layer_v1(  # [batch, length, d_model]
+        x,
+        dims.dims[2],
+        layer._hparams,  # pylint: disable=protected-access
+        False,
+        mtf.VariableDType(tf.float32),
+        layout="",
+        mesh_shape="",
+        nonpadding=pad,
+        activation=layer._activation)  # pylint: disable=protected-access
+    names = [v.name for v in g.trainable_variables]
+    assert names == ["switch_gating/kernel", "wi/kernel", "wo/kernel"], names
+    # router [d_model, experts], wi [experts, d_model, expert_hidden],
+    # wo [experts, expert_hidden, d_model]
+    y, router, wi, wo = mtf_run.lower_and_run(mesh, [y] + g.trainable_variables)
+  expected, dropped, capacity = _switch_layer_reference(x_np, nonpadding,
+                                                        router, wi, wo, 1.2,
+                                                        1024, 4)
+  assert capacity == 307 and router.shape == (d, 4)  # int(1024 * 1.2 / 4)
+  _, dropped_at_2, _ = _switch_layer_reference(x_np, nonpadding, router, wi, wo,
+                                               2.0, 1024, 4)
+  assert dropped > dropped_at_2, (dropped, dropped_at_2)
+  zero_rows = (np.abs(y).sum(-1) == 0) & (nonpadding == 1)
+  assert zero_rows.sum() == dropped > 0
+  np.testing.assert_allclose(y, expected, rtol=1e-4, atol=1e-6)
+
+
 def test_switch_experts_split_over_two_devices(batch_fn, offline_vocab_size):
   """Experts laid out over `batch:2` (two real CPU devices, two experts on
   each) give the losses of the one-device run.
