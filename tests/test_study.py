@@ -4,6 +4,7 @@ import collections
 import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -163,6 +164,59 @@ def test_tpu_dry_run_prints_one_chain_per_table1_row(capsys):
         "t5_mesh_transformer --module_import=mtf_arch" in l for l in lines[1:])
     assert "run/eval_perplexity.gin" in lines[2]
     assert "run/finetune.gin" in lines[3] and "run/eval.gin" in lines[4]
+
+
+def _gin_args(command):
+  args = shlex.split(command)
+  files = [a.split("=", 1)[1] for a in args if a.startswith("--gin_file=")]
+  params = [a.split("=", 1)[1] for a in args if a.startswith("--gin_param=")]
+  flags = dict(
+      a[2:].split("=", 1) for a in args if a.startswith("--") and "=" in a)
+  return files, params, flags
+
+
+def test_tpu_dry_run_chains_parse_to_the_papers_recipe(capsys):
+  """Each printed chain, parsed as the CLI would parse it (its --gin_file and
+  --gin_param flags, in order): the mesh its header names passes the mesh
+  check, pretraining runs 2^19 steps, its perplexity eval reads that
+  checkpoint, finetuning starts from it for 10^5 steps in its own model
+  directory, and the downstream eval reads step 2^19 + 10^5 (section 3.2)."""
+  import gin  # pylint: disable=g-import-not-at-top
+  from mtf_arch import graph  # pylint: disable=g-import-not-at-top
+  study.main(
+      [os.path.join(REPO, "launch", "studies", "paper.toml"), "--dry_run"])
+  blocks = [b for b in capsys.readouterr().out.split("\n\n") if b.strip()]
+  assert len(blocks) >= 54
+  shape_of = {}
+  for block in blocks:
+    header, *commands = block.strip().splitlines()
+    mesh = re.search(r"mesh/(\S+)\.gin\)$", header).group(1)
+    assert len(commands) == 4, header
+    parsed = [_gin_args(c) for c in commands]
+    pretrain_dir = parsed[0][2]["model_dir"]
+    assert parsed[1][2]["model_dir"] == pretrain_dir, header
+    assert parsed[2][2]["model_dir"] == parsed[3][2]["model_dir"] != (
+        pretrain_dir), header
+    for i, (files, params, flags) in enumerate(parsed):
+      assert flags["tpu"] == "$TPU" and "mesh/%s.gin" % mesh in files, header
+      with graph.config(files, params):
+        shape, _ = graph.mesh_and_layout()  # the mesh check
+        shape_of.setdefault(mesh, str(shape))
+        assert str(shape) == shape_of[mesh], header
+        if i < 2:
+          assert gin.query_parameter("utils.run.train_steps") == 2**19, header
+        else:
+          assert str(graph.query("utils.run.init_checkpoint")) == (
+              "%PRETRAINED_CHECKPOINT"), header
+          assert gin.query_parameter("%PRETRAINED_CHECKPOINT") == (
+              pretrain_dir + "/model.ckpt-%d" % 2**19), header
+          assert gin.query_parameter(
+              "finetune_train_steps.finetune_steps") == 10**5, header
+        if i % 2:
+          assert gin.query_parameter("utils.run.eval_checkpoint_step") == (
+              2**19 + (10**5 if i == 3 else 0)), header
+  assert shape_of["tpu_v3_32_mp1"] == "Shape[batch=32]"
+  assert shape_of["tpu_v3_32_mp8"] == "Shape[batch=4, model=8]"
 
 
 def test_summary_table_flags_models_whose_loss_does_not_fall(tmp_path, capsys):
