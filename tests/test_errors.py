@@ -56,6 +56,19 @@ def test_unreachable_vocabulary_says_what_to_set(tmp_path):
                       "c4_vocabulary_path.path")
 
 
+def test_unprepared_tfds_data_says_how_to_build_it(tmp_path, offline_dir):
+  # The paper's C4 task with a readable vocabulary (the offline one) and an
+  # empty TFDS data directory: the run stops at the dataset, in one line.
+  args = [a for a in BASE if a != "--gin_file=run/cpu_quick.gin"]
+  args += [
+      "--gin_param=utils.run.sequence_length={'inputs': 64, "
+      "'targets': 14}", "--gin_param=utils.run.batch_size=2",
+      "--gin_param=c4_vocabulary_path.path='%s/spm.model'" % offline_dir,
+      "--t5_tfds_data_dir=%s" % (tmp_path / "tfds")
+  ]
+  _expect_clean_error(args, tmp_path, "tfds build c4", "t5_tfds_data_dir")
+
+
 # In-process versions of the same checks, with exact messages.
 
 
