@@ -149,3 +149,69 @@ def test_serve_reports_each_chain_and_goes_on(tmp_path):
   assert out.stderr.count(
       "mtf_arch: error: gin file 'arch/no_such_arch.gin'") == 2, (
           out.stderr[-3000:])
+
+
+def _train_argv(model_dir, arch="transformer", extra=()):
+  return [
+      "t5_mesh_transformer", "--module_import=mtf_arch",
+      "--model_dir=%s" % model_dir,
+      "--gin_file=arch/%s.gin" % arch, "--gin_file=size/test.gin",
+      "--gin_file=mesh/cpu_1.gin", "--gin_file=run/pretrain.gin",
+      "--gin_file=run/cpu_quick.gin", "--gin_param=utils.run.train_steps = 3",
+      "--gin_param=utils.run.batch_size = 4"
+  ] + list(extra)
+
+
+def test_chain_run_second_in_a_worker_equals_a_fresh_stock_cli(
+    tmp_path, offline_dir):
+  """A reused (lean) worker first trains another model with other gin
+  constants (ALBERT, SEED = 7, d_model 32), then the chain under test; the
+  stock command in a fresh process runs the same chain. Both write the same
+  operative config and the same step-0 checkpoint, bit for bit: nothing of
+  the first chain (gin constants, seeds, seqio caches, graph) reached the
+  second. Later checkpoints are not compared: two fresh stock runs of one
+  command already differ after the first update (measured: identical step-0
+  weights and step-1 loss, then up to 0.03 apart in the bfloat16 variables),
+  the open float residual that tests/test_study.py bounds."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  import tensorflow.compat.v1 as tf  # pylint: disable=g-import-not-at-top
+  from tests.conftest import run_cli  # pylint: disable=g-import-not-at-top
+  del offline_dir
+  first = tmp_path / "first.json"
+  first.write_text(
+      json.dumps([[
+          "pretrain",
+          _train_argv(
+              tmp_path / "first",
+              "albert",
+              extra=["--gin_param=SEED = 7", "--gin_param=d_model = 32"])
+      ]]))
+  second = tmp_path / "second.json"
+  second.write_text(
+      json.dumps([["pretrain", _train_argv(tmp_path / "worker")]]))
+  worker = cell.Worker(dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+  try:
+    for chain in (first, second):
+      log = io.StringIO()
+      assert worker.run(str(chain), log, lambda _: None) == 0, (
+          log.getvalue()[-3000:])
+  finally:
+    worker.close()
+  proc = run_cli(_train_argv(tmp_path / "fresh")[1:])
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  configs = [(tmp_path / d / "operative_config.gin").read_text()
+             for d in ("worker", "fresh")]
+  assert configs[0] == configs[1]
+  assert "SEED = 0" in configs[0] and "d_model = 64" in configs[0]
+  ckpts = [
+      tf.train.load_checkpoint(str(tmp_path / d / "model.ckpt-0"))
+      for d in ("worker", "fresh")
+  ]
+  names = sorted(ckpts[0].get_variable_to_shape_map())
+  assert names == sorted(ckpts[1].get_variable_to_shape_map())
+  assert len([n for n in names if n.startswith(("encoder/", "decoder/"))
+             ]) > 10, names
+  for name in names:
+    # float64 for the comparison (the variables are stored as bfloat16).
+    a, b = (np.asarray(c.get_tensor(name)).astype(np.float64) for c in ckpts)
+    np.testing.assert_array_equal(a, b, err_msg=name)
