@@ -46,10 +46,11 @@ TPU_MESH = {
     "xl": "tpu_v3_32_mp8"
 }
 
+
 class Arch(
     collections.namedtuple("Arch", [
-        "name", "gin_file", "paper_model", "sizes", "param_gaps",
-        "flops_gaps", "variant_of", "in_studies"
+        "name", "gin_file", "paper_model", "sizes", "param_gaps", "flops_gaps",
+        "variant_of", "in_studies"
     ])):
   """One gin/arch/ file and what its header says."""
 
