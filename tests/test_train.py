@@ -64,5 +64,9 @@ def test_model_parallel_2_matches_model_parallel_1(batch_fn,
   assert sorted(init) == sorted(init2)
   for name in init:
     np.testing.assert_array_equal(init[name], init2[name])
-  np.testing.assert_allclose(losses2, losses1, rtol=1e-5)
+  # First step: same weights, same data; later steps carry the rounding of
+  # partial sums taken in another order (1.9e-5 at step 5 in one full run),
+  # as in tests/test_architectures.py.
+  np.testing.assert_allclose(losses2[0], losses1[0], rtol=1e-6)
+  np.testing.assert_allclose(losses2, losses1, rtol=1e-4)
   assert losses1[-1] < losses1[0]  # it is training, not standing still
