@@ -22,8 +22,8 @@ Mesh-TF / PyTorch ratio of paired runs. A large float32 matmul of each
 framework (tensorflow, torch when present, numpy; bench/peak.py, each in its
 own process) is timed at the start and at the end of the run; each side's
 training FLOP/s (3 x forward matmul FLOPs of mtf_arch.flops' closed form, per
-step) are reported against its own framework's peak and against the best. Then every
-architecture in gin/arch/ is trained a few steps at a small common size
+step) are reported against its own framework's peak and against the best.
+Then every architecture in gin/arch/ is trained a few steps at a small common size
 (mtf_arch/speed.py in its own process) for steps/s and peak memory.
 
 Writes <out>/report.json and <out>/report.md (default runs/bench/).

@@ -12,7 +12,6 @@ import random
 
 import gin
 import mesh_tensorflow as mtf
-import numpy as np
 from mesh_tensorflow.transformer import transformer
 from mesh_tensorflow.transformer import utils as mtf_utils
 import pkg_resources
@@ -277,18 +276,6 @@ def train_losses(model_graph,
         for b in score_batches
     ]
   return losses, initial, scores
-
-
-def swap_inputs(batch, shift=1):
-  """A batch whose rows read another row's inputs (targets kept).
-
-  Every `inputs*` feature (tokens, segment ids, positions) of row i comes
-  from row i + shift, so a model that uses its inputs scores it worse.
-  """
-  return {
-      k: np.roll(v, -shift, axis=0) if k.startswith("inputs") else v
-      for k, v in batch.items()
-  }
 
 
 @contextlib.contextmanager

@@ -90,6 +90,19 @@ def copy_batches(num_batches,
   return out
 
 
+def swap_inputs(batch, shift=1):
+  """A batch whose rows read another row's inputs (targets kept).
+
+  Every `inputs*` feature (tokens, segment ids, positions) of row i comes
+  from row i + shift, so a model that uses its inputs scores it worse.
+  """
+  import numpy as np
+  return {
+      k: np.roll(v, -shift, axis=0) if k.startswith("inputs") else v
+      for k, v in batch.items()
+  }
+
+
 @pytest.fixture(scope="session")
 def batch_fn(offline_dir):
   del offline_dir

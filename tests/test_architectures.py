@@ -37,7 +37,7 @@ def test_header_names_a_table1_row(arch):
 def test_learns_to_read_its_inputs(arch, offline_vocab_size):
   """100 steps of a copy task (10 tokens of 16, conftest.copy_batches): the
   loss falls by 3 nats, and on held-out batches it is higher once each
-  row's inputs are another row's (graph.swap_inputs).
+  row's inputs are another row's (conftest.swap_inputs).
 
   Guessing each token from the targets alone costs log 16 = 2.77 nats; a
   model that ignores its inputs (a disconnected encoder, broken
@@ -56,7 +56,7 @@ def test_learns_to_read_its_inputs(arch, offline_vocab_size):
         g,
         train,
         learning_rate=0.01,
-        score_batches=held + [graph.swap_inputs(b) for b in held])
+        score_batches=held + [conftest.swap_inputs(b) for b in held])
   assert all(np.isfinite(losses)), losses
   first, last = np.mean(losses[:3]), np.mean(losses[-3:])
   assert last < first - 3.0, (arch, first, last)
