@@ -6,17 +6,21 @@ import os
 import re
 
 import gin
+import numpy as np
 import pytest
 import seqio
 import tensorflow.compat.v1 as tf
 import tensorflow_datasets as tfds
 from t5.evaluation import qa_utils
+from t5.models import mesh_transformer
 
 from mtf_arch import evaluation
 from mtf_arch import glue
 from mtf_arch import paths
 from mtf_arch import proxy_tasks
 from mtf_arch import registry
+from mtf_arch import seeds
+from mtf_arch import tasks
 from tests.conftest import run_cli
 
 
@@ -335,3 +339,52 @@ def test_every_architecture_evaluates_from_cli(arch, tmp_path, offline_dir):
   records = evaluation.collect_records(model_dir, arch, "test")
   metrics = {(r["task"], r["metric"]) for r in records if r["step"] == 2}
   assert {(proxy_tasks.PAIR, "accuracy"), (proxy_tasks.QA, "f1")} <= metrics
+
+
+def _train_batches(name, seq, autograph, pack=True, num_batches=3):
+  """The first batches the run files' training input_fn yields for `name`."""
+  with seeds.autograph_off(not autograph):
+    dataset = mesh_transformer.mesh_train_dataset_fn(
+        name, seq, seed=0, pack=pack)
+  it = iter(dataset.batch(4))
+  batches = [next(it) for _ in range(num_batches)]
+  return [{k: v.numpy() for k, v in b.items()} for b in batches]
+
+
+def _assert_same_batches(a, b, name):
+  assert len(a) == len(b)
+  for x, y in zip(a, b):
+    assert sorted(x) == sorted(y), name
+    for key in x:
+      np.testing.assert_array_equal(x[key], y[key], err_msg=name + ":" + key)
+
+
+def test_train_pipelines_are_the_same_without_autograph(offline_vocab_for_c4):
+  """seeded_train_dataset_fn builds without AutoGraph: same batches, bit for bit.
+
+  Covers every training mixture a run file names: offline span corruption
+  (packed, and unpacked as Funnel and MLP-Mixer train), the proxy mixture and
+  the finetuning mixture (GLUE, SuperGLUE, SQuAD; mock data, as above).
+  """
+  del offline_vocab_for_c4
+  quick = dict(inputs=128, targets=29)  # run/cpu_quick.gin's lengths
+  proxy = dict(inputs=64, targets=8)
+  for name, seq, pack in [(tasks.OFFLINE_TASK, quick, True),
+                          (tasks.OFFLINE_TASK, quick, False),
+                          (proxy_tasks.MIXTURE, proxy, True)]:
+    _assert_same_batches(
+        _train_batches(name, seq, True, pack),
+        _train_batches(name, seq, False, pack), name)
+  mixture = seqio.get_mixture_or_task(glue.MIXTURE)
+  with tfds.testing.mock_data(num_examples=4):
+    names = [
+        t.name
+        for t in mixture.tasks
+        if not _NEEDS_CONSISTENT.search(t.name) and mixture.get_rate(t) > 0
+    ]
+    sub = "mtf_arch_test_autograph_mix"
+    if sub not in seqio.MixtureRegistry.names():
+      seqio.MixtureRegistry.add(sub, [(n, 1.0) for n in names])
+    seq = {"inputs": 512, "targets": 97}
+    _assert_same_batches(
+        _train_batches(sub, seq, True), _train_batches(sub, seq, False), sub)
