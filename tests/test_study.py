@@ -101,10 +101,12 @@ def test_killed_study_resumes_with_one_record_set_per_cell(
         "flops"
     } <= metrics, (size, metrics)
 
-  # A third run finds everything done and reruns nothing.
-  again = _run(_runner(str(spec), study_dir), env, 300)
+  # A third run finds everything done, reruns nothing and, with analysis on
+  # (as `make demo` runs), analyses the proxy-only records.
+  again = _run(_runner(str(spec), study_dir)[:-1], env, 300)
   assert again.returncode == 0
   assert "2 already done, 0 to run" in again.stdout
+  _check_analysis(study_dir, records, again.stdout)
   with open(os.path.join(study_dir, "study.json")) as f:
     recorded = json.load(f)
   assert recorded["spec"]["pretrain_steps"] == 4 and recorded["mtf_arch_version"]
@@ -119,6 +121,30 @@ def test_killed_study_resumes_with_one_record_set_per_cell(
   assert "the recipe of 2 cell(s) changed since they ran" in changed.stderr
   assert "--force" in changed.stderr
   assert all(s["status"] == "done" for s in _states(study_dir).values())
+
+
+def _check_analysis(study_dir, records, stdout):
+  """The study's own analysis: Tables 1 and 2, Figure 1, the best-per-compute
+  summary, from the records the cells wrote (a NumPy slope as reference)."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  import pandas as pd  # pylint: disable=g-import-not-at-top
+  out = os.path.join(study_dir, "analysis")
+  assert "[study] analysis written: " + out in stdout, stdout[-3000:]
+  value = {(r["size"], r["metric"]): r["value"] for r in records}
+  table = pd.read_csv(os.path.join(out, "table.csv"))
+  assert sorted(table["size"]) == ["micro_1", "test"], table
+  for _, row in table.iterrows():
+    assert row["neg_log_ppl"] == pytest.approx(value[(row["size"],
+                                                      "neg_log_ppl")])
+  slopes = pd.read_csv(os.path.join(out, "table2.csv"))
+  assert len(slopes) == 1
+  x = [np.log10(value[(s, "flops")]) for s in ("test", "micro_1")]
+  y = [value[(s, "neg_log_ppl")] for s in ("test", "micro_1")]
+  assert slopes["alpha_F,U"][0] == pytest.approx((y[1] - y[0]) / (x[1] - x[0]))
+  assert os.path.getsize(os.path.join(out, "figures", "figure1.png")) > 0
+  report = open(os.path.join(out, "report.md")).read()
+  assert "proxy" in report and "not written" in report  # no speed-per-size
+  assert "[study] best architecture by compute (downstream_proxy):" in stdout
 
 
 def test_tpu_dry_run_prints_one_chain_per_table1_row(capsys):
