@@ -48,7 +48,7 @@ def seed_process(seed):
 
 
 @contextlib.contextmanager
-def autograph_off(off=True):
+def autograph_off():
   """tf.data functions traced inside are not converted by AutoGraph.
 
   `Dataset.map` traces its function when it is called, converting it with
@@ -61,15 +61,9 @@ def autograph_off(off=True):
   would fail to trace, loudly (tests/test_evaluation.py compares the batches of
   every task the run files train on, bit for bit).
 
-  Args:
-    off: False leaves AutoGraph as it is.
-
   Yields:
     None.
   """
-  if not off:
-    yield
-    return
   with ag_ctx.ControlStatusCtx(status=ag_ctx.Status.DISABLED):
     yield
 
@@ -103,7 +97,7 @@ def seeded_train_dataset_fn(sequence_length,
     dataset_fn's tf.data.Dataset.
   """
   seed_process(seed)
-  with autograph_off(not autograph):
+  with contextlib.nullcontext() if autograph else autograph_off():
     return dataset_fn(
         sequence_length=sequence_length,
         vocabulary=vocabulary,

@@ -1,6 +1,7 @@
 """The paper's finetuning mixture on mock data, the offline proxies, records."""
 
 import collections
+import contextlib
 import json
 import os
 import re
@@ -343,7 +344,7 @@ def test_every_architecture_evaluates_from_cli(arch, tmp_path, offline_dir):
 
 def _train_batches(name, seq, autograph, pack=True, num_batches=3):
   """The first batches the run files' training input_fn yields for `name`."""
-  with seeds.autograph_off(not autograph):
+  with contextlib.nullcontext() if autograph else seeds.autograph_off():
     dataset = mesh_transformer.mesh_train_dataset_fn(
         name, seq, seed=0, pack=pack)
   it = iter(dataset.batch(4))

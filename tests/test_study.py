@@ -10,6 +10,8 @@ import subprocess
 import sys
 import time
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from launch import study
@@ -33,11 +35,11 @@ sequence_length = {inputs = 128, targets = 29}
 """
 
 
-def _runner(spec_path, study_dir):
-  return [
-      sys.executable, "-m", "launch.study", spec_path, "--study_dir", study_dir,
-      "--no_analysis"
+def _runner(spec_path, study_dir, analysis=False):
+  argv = [
+      sys.executable, "-m", "launch.study", spec_path, "--study_dir", study_dir
   ]
+  return argv if analysis else argv + ["--no_analysis"]
 
 
 def _run(argv, env, timeout):
@@ -103,7 +105,7 @@ def test_killed_study_resumes_with_one_record_set_per_cell(
 
   # A third run finds everything done, reruns nothing and, with analysis on
   # (as `make demo` runs), analyses the proxy-only records.
-  again = _run(_runner(str(spec), study_dir)[:-1], env, 300)
+  again = _run(_runner(str(spec), study_dir, analysis=True), env, 300)
   assert again.returncode == 0
   assert "2 already done, 0 to run" in again.stdout
   _check_analysis(study_dir, records, again.stdout)
@@ -126,8 +128,6 @@ def test_killed_study_resumes_with_one_record_set_per_cell(
 def _check_analysis(study_dir, records, stdout):
   """The study's own analysis: Tables 1 and 2, Figure 1, the best-per-compute
   summary, from the records the cells wrote (a NumPy slope as reference)."""
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  import pandas as pd  # pylint: disable=g-import-not-at-top
   out = os.path.join(study_dir, "analysis")
   assert "[study] analysis written: " + out in stdout, stdout[-3000:]
   value = {(r["size"], r["metric"]): r["value"] for r in records}
@@ -142,8 +142,9 @@ def _check_analysis(study_dir, records, stdout):
   y = [value[(s, "neg_log_ppl")] for s in ("test", "micro_1")]
   assert slopes["alpha_F,U"][0] == pytest.approx((y[1] - y[0]) / (x[1] - x[0]))
   assert os.path.getsize(os.path.join(out, "figures", "figure1.png")) > 0
-  report = open(os.path.join(out, "report.md")).read()
-  assert "proxy" in report and "not written" in report  # no speed-per-size
+  with open(os.path.join(out, "report.md")) as f:
+    report = f.read()
+  assert "proxy" in report and "not written" in report
   assert "[study] best architecture by compute (downstream_proxy):" in stdout
 
 
